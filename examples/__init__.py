@@ -1,0 +1,1 @@
+"""Example plugins built with pm_plugin, and the end-to-end demo."""

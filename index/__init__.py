@@ -1,0 +1,1 @@
+"""For registry maintainers: build, sign and publish the TUF index (uses `keys`)."""
