@@ -1,4 +1,98 @@
 """What a plugin author imports: serve(), type registration, host services, NullPlugin.
 
+The Python form of the Portmaster plugin PR's Go `framework`:
+
+    from pm_plugin import Verdict, register_decider, serve
+
+    def decide(conn):
+        if conn.process.binary_path == "/usr/bin/curl" and conn.entity.domain in (
+            "example.com.", "safing.io."):
+            return Verdict.ACCEPT, "allowed"
+        return Verdict.UNDECIDED
+
+    register_decider(decide)
+    serve()
+
 Imports nothing else of ours, so it can ship as a small distribution of its own.
 """
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from pm_plugin._framework import NotConfiguredError, Plugin
+from pm_plugin.hooks import HOOK_POINTS, HookError, NullPlugin
+from pm_plugin.host import Config, Notifier, PluginManager
+from pm_plugin.types import (
+    Connection,
+    Decision,
+    DNSQuestion,
+    DNSResponse,
+    Entity,
+    Verdict,
+    answer,
+    nxdomain,
+    record_a,
+    record_aaaa,
+    record_cname,
+    record_ptr,
+    record_txt,
+)
+
+#: The plugin of this process; the module-level functions below act on it.
+default = Plugin()
+
+register_decider = default.register_decider
+register_reporter = default.register_reporter
+register_resolver = default.register_resolver
+register_hooks = default.register_hooks
+on_init = default.on_init
+on_shutdown = default.on_shutdown
+config = default.config
+plugin_manager = default.plugin_manager
+
+
+def notify(title: str, message: str, **kwargs: Any) -> str | None:
+    """Show a notification through the host (see `Notifier.notify`)."""
+    return default.notify(title, message, **kwargs)
+
+
+def serve() -> NoReturn:
+    """Serve the default plugin to the host that started this process."""
+    default.serve()
+
+
+__all__ = [
+    "HOOK_POINTS",
+    "Config",
+    "Connection",
+    "DNSQuestion",
+    "DNSResponse",
+    "Decision",
+    "Entity",
+    "HookError",
+    "NotConfiguredError",
+    "Notifier",
+    "NullPlugin",
+    "Plugin",
+    "PluginManager",
+    "Verdict",
+    "answer",
+    "config",
+    "default",
+    "notify",
+    "nxdomain",
+    "on_init",
+    "on_shutdown",
+    "plugin_manager",
+    "record_a",
+    "record_aaaa",
+    "record_cname",
+    "record_ptr",
+    "record_txt",
+    "register_decider",
+    "register_hooks",
+    "register_reporter",
+    "register_resolver",
+    "serve",
+]

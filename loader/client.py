@@ -1,0 +1,427 @@
+"""go-plugin's gRPC client for one plugin process, and the PR's lifecycle on top of it.
+
+`PluginClient` is generic: any go-plugin gRPC plugin (Go included) can be connected, and
+`channel` hands back the raw gRPC channel. The steps, in order:
+
+1. `connect()`: dial the handshake's unix socket with a bounded message size, check health
+   (service `plugin`), open `GRPCBroker/StartStream` and `GRPCStdio/StreamStdio` (whose
+   output is drained into the host's log; Unimplemented is tolerated).
+2. `configure()`: serve the host services on a new broker listener (id 1 for the first),
+   announce it as ConnInfo on the broker stream, and call `BaseService/Configure` with its
+   id. The plugin may call the host services while Configure is pending: they are already
+   being served.
+3. `describe()`: our `pmplugin.v1.ExtensionService`; Unimplemented means a PR-only plugin.
+4. calls: the PR's unary decider/reporter/resolver, our streamed decider and hooks. Every
+   failure (status, deadline, oversized or malformed reply) is a `PluginCallError`.
+5. `close()`: BaseService/Shutdown, GRPCController/Shutdown, close the channel and the
+   backchannel server. Ending the process is `PluginProcess.stop()`'s job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from loader.errors import PluginCallError, PluginProcessError
+from loader.process import PluginProcess
+from pm_plugin.wire.goplugin import (
+    grpc_broker_pb2,
+    grpc_broker_pb2_grpc,
+    grpc_controller_pb2,
+    grpc_controller_pb2_grpc,
+    grpc_stdio_pb2_grpc,
+)
+from pm_plugin.wire.pmplugin.v1 import extensions_pb2, extensions_pb2_grpc
+from pm_plugin.wire.portmaster import (
+    base_pb2,
+    base_pb2_grpc,
+    decider_pb2,
+    decider_pb2_grpc,
+    network_pb2,
+    plugins_pb2,
+    reporter_pb2,
+    reporter_pb2_grpc,
+    resolver_pb2,
+    resolver_pb2_grpc,
+)
+
+log = logging.getLogger("pm_plugins.client")
+
+#: A reply larger than this is refused by gRPC and counted as the plugin's error.
+MAX_MESSAGE = 4 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+]
+#: Longest stdio chunk written to the log.
+MAX_STDIO_CHUNK = 4096
+
+ServeBackchannel = Callable[[str, bool, str], grpc.Server]
+
+
+@dataclass(frozen=True)
+class Extensions:
+    """What a plugin offers beyond the PR's services."""
+
+    streamed_decider: bool = False
+    hook_points: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ConfigureArgs:
+    """What Configure carries, as the PR's host fills it."""
+
+    name: str
+    types: tuple[int, ...]  # PluginType numbers, without the PR host's leading zeros
+    privileged: bool = False
+    static_config: bytes = b""
+    disable_autostart: bool = False
+    base_directory: str = ""
+    host_version: str = ""
+
+
+@dataclass
+class StreamAnswer:
+    """One decision from the streamed decider."""
+
+    verdict: int
+    reason: str
+    cache_ttl: float
+    error: str = ""
+
+
+def _call_error(name: str, what: str, err: grpc.RpcError) -> PluginCallError:
+    call = cast(grpc.Call, err)
+    code = call.code()
+    detail = call.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PluginCallError(f"plugin {name}: {what} timed out")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return PluginCallError(f"plugin {name}: {what} reply was oversized ({detail})")
+    label = code.name if code is not None else "UNKNOWN"
+    return PluginCallError(f"plugin {name}: {what} failed: {label}: {detail}")
+
+
+#: Record types the host accepts from a resolver plugin, with the data length each must have
+#: (None: any). The PR's host accepts A, AAAA, TXT, CNAME and ANY; we add PTR.
+RECORD_DATA_LENGTH: dict[int, int | None] = {1: 4, 28: 16, 16: None, 5: None, 12: None, 255: None}
+
+
+def malformed_records(response: resolver_pb2.DNSResponse) -> str:
+    """Why a resolver's reply cannot be used, or "" when it can."""
+    for rr in response.rrs:
+        if rr.type not in RECORD_DATA_LENGTH:
+            return f"record {rr.name!r} has type {rr.type}, which this host does not accept"
+        want = RECORD_DATA_LENGTH[rr.type]
+        if want is not None and len(rr.data) != want:
+            return f"record {rr.name!r} of type {rr.type} carries {len(rr.data)} bytes, not {want}"
+        if not rr.name.endswith("."):
+            return f"record name {rr.name!r} is not fully qualified"
+    return ""
+
+
+class StreamedDecider:
+    """Many decisions in flight over one `pmplugin.v1.StreamDeciderService/Decide` stream."""
+
+    def __init__(self, channel: grpc.Channel, name: str) -> None:
+        self.name = name
+        self._requests: queue.SimpleQueue[extensions_pb2.DecisionBatch | None] = queue.SimpleQueue()
+        self._pending: dict[int, Future[StreamAnswer]] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._closed = False
+        stub = extensions_pb2_grpc.StreamDeciderServiceStub(channel)
+        self._call = stub.Decide(iter(self._requests.get, None))
+        self._reader = threading.Thread(
+            target=self._read, name=f"pm-plugins-stream-{name}", daemon=True
+        )
+        self._reader.start()
+
+    def submit(self, *connections: network_pb2.Connection) -> list[Future[StreamAnswer]]:
+        """Send one batch; each future resolves with its decision or a PluginCallError."""
+        futures: list[Future[StreamAnswer]] = []
+        batch = extensions_pb2.DecisionBatch()
+        with self._lock:
+            if self._closed:
+                raise PluginCallError(f"plugin {self.name}: the decision stream is closed")
+            for conn in connections:
+                request_id = next(self._ids)
+                future: Future[StreamAnswer] = Future()
+                self._pending[request_id] = future
+                futures.append(future)
+                batch.requests.add(id=request_id, connection=conn)
+        self._requests.put(batch)
+        return futures
+
+    def _read(self) -> None:
+        error: PluginCallError | None = None
+        try:
+            for reply in self._call:
+                for decision in reply.decisions:
+                    with self._lock:
+                        future = self._pending.pop(decision.id, None)
+                    if future is not None:
+                        future.set_result(
+                            StreamAnswer(
+                                decision.verdict,
+                                decision.reason,
+                                decision.cache_ttl_ms / 1000.0,
+                                decision.error,
+                            )
+                        )
+        except grpc.RpcError as err:
+            error = _call_error(self.name, "the decision stream", err)
+        with self._lock:
+            self._closed = True
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(
+                error or PluginCallError(f"plugin {self.name}: the decision stream ended")
+            )
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self._call.cancel()
+        self._reader.join(2.0)
+
+
+@dataclass
+class _Broker:
+    """The host's end of go-plugin's broker stream."""
+
+    requests: queue.SimpleQueue[grpc_broker_pb2.ConnInfo | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    call: Any = None
+
+
+class PluginClient:
+    """A connected go-plugin gRPC plugin: broker, stdio, lifecycle and typed calls."""
+
+    def __init__(self, process: PluginProcess) -> None:
+        if process.handshake is None:
+            raise RuntimeError("connect a plugin only after its handshake")
+        self.process = process
+        self.name = process.name
+        self.channel: grpc.Channel = grpc.insecure_channel(
+            f"unix:{process.handshake.address}", options=CHANNEL_OPTIONS
+        )
+        self.extensions = Extensions()
+        self._broker = _Broker()
+        self._threads: list[threading.Thread] = []
+        self._backchannels: list[grpc.Server] = []
+        self._stream: StreamedDecider | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._decider = decider_pb2_grpc.DeciderServiceStub(self.channel)
+        self._reporter = reporter_pb2_grpc.ReporterServiceStub(self.channel)
+        self._resolver = resolver_pb2_grpc.ResolverServiceStub(self.channel)
+        self._hooks = extensions_pb2_grpc.HookServiceStub(self.channel)
+        self._base = base_pb2_grpc.BaseServiceStub(self.channel)
+
+    # -- 1. connect -------------------------------------------------------------------------
+
+    def connect(self, timeout: float = 5.0) -> None:
+        """Wait for the channel, check health, open the broker and stdio streams.
+
+        Raises:
+            PluginProcessError: the plugin is not serving.
+        """
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+            health = health_pb2_grpc.HealthStub(self.channel)
+            reply = health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=timeout)
+        except (grpc.FutureTimeoutError, grpc.RpcError) as err:
+            raise PluginProcessError(
+                f"plugin {self.name} does not answer on its socket: {err}"
+            ) from err
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise PluginProcessError(f"plugin {self.name} reports it is not serving")
+        broker = grpc_broker_pb2_grpc.GRPCBrokerStub(self.channel)
+        self._broker.call = broker.StartStream(iter(self._broker.requests.get, None))
+        self._spawn(self._drain_broker)
+        self._spawn(self._drain_stdio)
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"pm-plugins-{self.name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _drain_broker(self) -> None:
+        try:
+            for info in self._broker.call:  # the plugin announcing listeners of its own
+                log.debug("plugin %s announced broker id %d", self.name, info.service_id)
+        except grpc.RpcError:
+            pass
+
+    def _drain_stdio(self) -> None:
+        stdio = grpc_stdio_pb2_grpc.GRPCStdioStub(self.channel)
+        plugin_log = logging.getLogger(f"pm_plugins.plugin.{self.name}")
+        try:
+            for chunk in stdio.StreamStdio(empty_pb2.Empty()):
+                text = chunk.data[:MAX_STDIO_CHUNK].decode("utf-8", errors="replace").rstrip()
+                channel = "stdout" if chunk.channel == 1 else "stderr"
+                plugin_log.info("[%s] %s: %s", self.name, channel, text)
+        except grpc.RpcError:
+            pass  # Unimplemented by some plugins, or the plugin ended
+
+    # -- 2. configure -----------------------------------------------------------------------
+
+    def configure(
+        self,
+        args: ConfigureArgs,
+        serve_backchannel: ServeBackchannel | None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Serve the host services on a broker connection, then call Configure with its id.
+
+        Raises:
+            PluginCallError: Configure failed (the plugin's on-init error included).
+        """
+        backchannel_id = 0
+        if serve_backchannel is not None:
+            assert self.process.socket_dir is not None
+            backchannel_id = next(self._broker.ids)
+            path = os.path.join(self.process.socket_dir, f"host-{backchannel_id}.sock")
+            self._backchannels.append(serve_backchannel(args.name, args.privileged, path))
+            self._broker.requests.put(
+                grpc_broker_pb2.ConnInfo(service_id=backchannel_id, network="unix", address=path)
+            )
+        request = base_pb2.ConfigureRequest(
+            base_directory=args.base_directory,
+            config=plugins_pb2.PluginConfig(
+                name=args.name,
+                plugin_types=cast(Any, list(args.types)),
+                privileged=args.privileged,
+                static_config=args.static_config,
+                disable_autostart=args.disable_autostart,
+            ),
+            backchannel_id=backchannel_id,
+            portmaster_version=args.host_version,
+        )
+        try:
+            self._base.Configure(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise _call_error(self.name, "Configure", err) from err
+
+    # -- 3. describe ------------------------------------------------------------------------
+
+    def describe(self, timeout: float = 5.0) -> Extensions:
+        """Ask for our extensions; a plugin without them is driven through the PR's calls."""
+        stub = extensions_pb2_grpc.ExtensionServiceStub(self.channel)
+        try:
+            reply = stub.Describe(extensions_pb2.DescribeRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            if cast(grpc.Call, err).code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise _call_error(self.name, "Describe", err) from err
+            self.extensions = Extensions()
+        else:
+            self.extensions = Extensions(reply.streamed_decider, frozenset(reply.hook_points))
+        return self.extensions
+
+    # -- 4. calls ---------------------------------------------------------------------------
+
+    def decide(self, connection: network_pb2.Connection, timeout: float) -> tuple[int, str]:
+        """The PR's unary DecideOnConnection: (verdict number, reason)."""
+        try:
+            reply = self._decider.DecideOnConnection(
+                decider_pb2.DecideOnConnectionRequest(connection=connection), timeout=timeout
+            )
+        except grpc.RpcError as err:
+            raise _call_error(self.name, "DecideOnConnection", err) from err
+        return int(reply.verdict), str(reply.reason)
+
+    def streamed_decider(self) -> StreamedDecider:
+        """The open decision stream (opened on first use)."""
+        if self._stream is None:
+            self._stream = StreamedDecider(self.channel, self.name)
+        return self._stream
+
+    def report(self, connection: network_pb2.Connection, timeout: float) -> None:
+        try:
+            self._reporter.ReportConnection(
+                reporter_pb2.ReportConnectionRequest(connection=connection), timeout=timeout
+            )
+        except grpc.RpcError as err:
+            raise _call_error(self.name, "ReportConnection", err) from err
+
+    def resolve(
+        self,
+        question: resolver_pb2.DNSQuestion,
+        connection: network_pb2.Connection | None,
+        timeout: float,
+    ) -> resolver_pb2.DNSResponse | None:
+        """The answer, or None when the plugin did not handle the question."""
+        request = resolver_pb2.ResolveRequest(question=question)
+        if connection is not None:
+            request.connection.CopyFrom(connection)
+        try:
+            reply = self._resolver.Resolve(request, timeout=timeout)
+        except grpc.RpcError as err:
+            raise _call_error(self.name, "Resolve", err) from err
+        if not reply.HasField("response"):
+            return None
+        response: resolver_pb2.DNSResponse = reply.response
+        problem = malformed_records(response)
+        if problem:
+            raise PluginCallError(f"plugin {self.name}: Resolve reply was malformed: {problem}")
+        return response
+
+    def run_hook(
+        self,
+        hook_point: str,
+        entity: extensions_pb2.Entity,
+        data: extensions_pb2.Entity,
+        timeout: float,
+    ) -> extensions_pb2.Entity:
+        try:
+            reply = self._hooks.RunHook(
+                extensions_pb2.HookRequest(hook_point=hook_point, entity=entity, data_entity=data),
+                timeout=timeout,
+            )
+        except grpc.RpcError as err:
+            raise _call_error(self.name, hook_point, err) from err
+        result: extensions_pb2.Entity = reply.entity
+        return result
+
+    # -- 5. close ---------------------------------------------------------------------------
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the plugin to shut down (both ways go-plugin knows), then drop the channel.
+
+        Safe to call twice; the second call does nothing.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._stream is not None:
+            self._stream.close()
+        if not self.process.exited.is_set():
+            try:
+                self._base.Shutdown(base_pb2.ShutdownRequest(), timeout=timeout)
+            except grpc.RpcError as err:
+                log.debug("plugin %s: BaseService.Shutdown: %s", self.name, err)
+            controller = grpc_controller_pb2_grpc.GRPCControllerStub(self.channel)
+            try:
+                controller.Shutdown(grpc_controller_pb2.Empty(), timeout=timeout)
+            except grpc.RpcError as err:
+                log.debug("plugin %s: GRPCController.Shutdown: %s", self.name, err)
+        self._broker.requests.put(None)
+        self.channel.close()
+        for server in self._backchannels:
+            server.stop(grace=None)
+        for thread in self._threads:
+            thread.join(1.0)

@@ -1,0 +1,325 @@
+"""One plugin process: start it, read its handshake, watch it, stop it. No gRPC here.
+
+`PluginProcess` follows go-plugin's client lifecycle, one named step per method:
+
+- `start()` creates a fresh 0700 socket directory, starts the executable in its own session
+  (so its whole process group can be ended) with a minimal explicit environment plus the
+  cookie, and waits, bounded in time and size, for the handshake line on stdout. A missing or
+  garbled line is a `HandshakeError` quoting the line and the last stderr lines.
+- stderr is drained line by line into the host's log, prefixed with the plugin's name
+  (hclog JSON lines keep their level), and kept in a bounded tail for error messages.
+  Further stdout lines are drained too, so a chatty plugin never blocks.
+- An exit watcher notices a crash at once (exit code or signal) and reports it.
+- `stop()` escalates SIGTERM -> SIGKILL on the whole group after a grace period, reaps
+  the child, and always removes the socket directory. It is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO
+
+from loader.errors import HandshakeError, PluginProcessError
+from loader.handshake import (
+    APP_PROTOCOL_VERSION,
+    COOKIE_KEY,
+    COOKIE_VALUE,
+    MAX_HANDSHAKE_LINE,
+    Handshake,
+    parse_handshake,
+)
+
+log = logging.getLogger("pm_plugins.plugin")
+
+#: Lines of stderr kept for error messages and status.
+STDERR_TAIL = 50
+#: Longest stderr/stdout line kept after the handshake (longer lines are cut).
+MAX_LOG_LINE = 16 * 1024
+#: hclog levels -> logging levels; lines that are not hclog JSON are debug, as go-plugin does.
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def describe_exit(returncode: int) -> str:
+    """`-9` -> `killed by signal SIGKILL`; `3` -> `exited with code 3`."""
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, str]:
+    """The environment a plugin starts with: nothing of the host's beyond PATH and locale."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": socket_dir,
+        "TMPDIR": socket_dir,
+        COOKIE_KEY: COOKIE_VALUE,
+        "PLUGIN_PROTOCOL_VERSIONS": ",".join(str(v) for v in offered),
+        "PLUGIN_MIN_PORT": "10000",
+        "PLUGIN_MAX_PORT": "25000",
+        "PLUGIN_UNIX_SOCKET_DIR": socket_dir,
+    }
+
+
+def socket_peer_pid(path: str) -> int:
+    """The pid of the process serving the unix socket at `path` (SO_PEERCRED)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        sock.connect(path)
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return int(pid)
+
+
+class PluginProcess:
+    """A started plugin executable and the threads that watch it."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        offered_versions: Sequence[int] = (APP_PROTOCOL_VERSION,),
+        handshake_timeout: float = 10.0,
+        pass_fds: Sequence[int] = (),
+        on_exit: Callable[[PluginProcess], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.extra_env = dict(extra_env or {})
+        self.offered_versions = tuple(offered_versions)
+        self.handshake_timeout = handshake_timeout
+        self.pass_fds = tuple(pass_fds)
+        self.on_exit = on_exit
+        self.socket_dir: str | None = None
+        self.handshake: Handshake | None = None
+        self.returncode: int | None = None
+        self.exited = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self._first_line: list[bytes] = []
+        self._first_line_ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._log = logging.getLogger(f"pm_plugins.plugin.{name}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stderr_tail(self) -> list[str]:
+        """The plugin's last stderr lines (oldest first)."""
+        return list(self._stderr_tail)
+
+    def exit_description(self) -> str | None:
+        return describe_exit(self.returncode) if self.returncode is not None else None
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> Handshake:
+        """Start the executable and wait for its handshake.
+
+        Raises:
+            HandshakeError: no valid handshake line in time (the process is stopped).
+            PluginProcessError: the executable could not be started.
+        """
+        if self._proc is not None:
+            raise RuntimeError(f"plugin {self.name} was already started")
+        self.socket_dir = tempfile.mkdtemp(prefix=f"pm-plugins-{self.name[:20]}-")
+        os.chmod(self.socket_dir, 0o700)
+        env = minimal_environment(self.socket_dir, self.offered_versions) | self.extra_env
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=self.socket_dir,
+                start_new_session=True,
+                pass_fds=self.pass_fds,
+                close_fds=True,
+            )
+        except OSError as err:
+            self._cleanup_dir()
+            raise PluginProcessError(f"plugin {self.name} could not be started: {err}") from err
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._spawn(self._drain_stderr, self._proc.stderr)
+        self._spawn(self._drain_stdout, self._proc.stdout)
+        self._spawn(self._watch_exit)
+        try:
+            self.handshake = self._await_handshake()
+            self._check_socket_owner(self.handshake.address)
+        except HandshakeError:
+            self.stop(grace=0.5)
+            raise
+        return self.handshake
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(
+            target=target, args=args, name=f"pm-plugins-{self.name}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _await_handshake(self) -> Handshake:
+        got = self._first_line_ready.wait(self.handshake_timeout)
+        raw = self._first_line[0] if self._first_line else b""
+        if not got:
+            raise self._handshake_error(
+                f"did not print its handshake within {self.handshake_timeout:g} s"
+            )
+        if not raw:
+            self.exited.wait(1.0)
+            state = self.exit_description() or "closed its stdout"
+            raise self._handshake_error(f"{state} before printing its handshake")
+        if not raw.endswith(b"\n"):
+            if len(raw) > MAX_HANDSHAKE_LINE:
+                raise self._handshake_error(
+                    f"printed more than {MAX_HANDSHAKE_LINE} bytes without a newline"
+                )
+            self.exited.wait(1.0)
+        line = raw.decode("utf-8", errors="replace")
+        try:
+            return parse_handshake(line, self.offered_versions)
+        except HandshakeError as err:
+            raise self._handshake_error(str(err)) from err
+
+    def _handshake_error(self, what: str) -> HandshakeError:
+        # let the stderr reader catch up so the message carries the plugin's last words
+        for thread in self._threads[:1]:
+            thread.join(0.3 if self.exited.is_set() else 0.05)
+        tail = self.stderr_tail()[-5:]
+        said = (
+            "; last stderr lines: " + " | ".join(tail) if tail else "; it wrote nothing on stderr"
+        )
+        return HandshakeError(f"plugin {self.name} failed to start: it {what}{said}")
+
+    def _check_socket_owner(self, path: str) -> None:
+        """The socket must be served by the plugin we started or one of its children."""
+        assert self._proc is not None
+        try:
+            peer = socket_peer_pid(path)
+        except OSError as err:
+            raise self._handshake_error(f"announced socket {path}, which refuses ({err})") from err
+        if peer == self._proc.pid:
+            return
+        try:
+            if os.getpgid(peer) == self._proc.pid:  # the plugin leads its own group
+                return
+        except ProcessLookupError:
+            pass
+        raise self._handshake_error(
+            f"announced socket {path}, which is served by pid {peer}, not by the plugin "
+            f"(pid {self._proc.pid}) or its children"
+        )
+
+    # -- readers and watcher ----------------------------------------------------------------
+
+    def _drain_stdout(self, stream: IO[bytes]) -> None:
+        try:
+            first = stream.readline(MAX_HANDSHAKE_LINE + 1)
+            self._first_line.append(first)
+            self._first_line_ready.set()
+            for raw in iter(lambda: stream.readline(MAX_LOG_LINE), b""):
+                self._log.debug("[%s] stdout: %s", self.name, _text(raw))
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._first_line_ready.set()
+
+    def _drain_stderr(self, stream: IO[bytes]) -> None:
+        try:
+            for raw in iter(lambda: stream.readline(MAX_LOG_LINE), b""):
+                line = _text(raw)
+                if not line:
+                    continue
+                level, message = _parse_log_line(line)
+                self._stderr_tail.append(message)
+                self._log.log(level, "[%s] %s", self.name, message)
+        except (OSError, ValueError):
+            pass
+
+    def _watch_exit(self) -> None:
+        assert self._proc is not None
+        self.returncode = self._proc.wait()
+        self.exited.set()
+        if not self._stopping:
+            log.warning("plugin %s %s", self.name, describe_exit(self.returncode))
+            if self.on_exit is not None:
+                self.on_exit(self)
+
+    # -- stop -----------------------------------------------------------------------------
+
+    def stop(self, grace: float = 2.0) -> None:
+        """End the process group: SIGTERM, then SIGKILL after `grace`; remove the socket dir."""
+        with self._lock:
+            if self._stopping:
+                self.exited.wait(grace + 2.0)
+                return
+            self._stopping = True
+        try:
+            if self._proc is not None:
+                self._signal_group(signal.SIGTERM)
+                if not self.exited.wait(grace):
+                    self._signal_group(signal.SIGKILL)
+                    self.exited.wait(5.0)
+                self._signal_group(signal.SIGKILL)  # children left behind by the leader
+                for thread in self._threads:
+                    if thread is not threading.current_thread():  # stop() from on_exit
+                        thread.join(1.0)
+        finally:
+            self._cleanup_dir()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def _cleanup_dir(self) -> None:
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _parse_log_line(line: str) -> tuple[int, str]:
+    """An hclog JSON line keeps its level and message; anything else is debug."""
+    if line.startswith("{"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return logging.DEBUG, line
+        if isinstance(entry, dict) and isinstance(entry.get("@message"), str):
+            level = _LEVELS.get(str(entry.get("@level", "debug")), logging.DEBUG)
+            return level, entry["@message"]
+    return logging.DEBUG, line

@@ -1,0 +1,42 @@
+"""Shared fixtures: plugins find the venv's python3 first; no test leaves a process behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_PLUGIN = ROOT / "tests" / "fakes" / "plugin.py"
+EXAMPLES = ROOT / "examples" / "plugins"
+
+# Plugin executables start with `#!/usr/bin/env python3`: it must be this interpreter.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[1] == me and fields[0] != "Z":  # ppid, state
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every test ends with no live child process of ours (plugins or their children)."""
+    before = _children()
+    yield
+    after = _children() - before
+    assert not after, f"processes left behind: {sorted(after)}"
