@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,10 +34,17 @@ def _children() -> set[int]:
     return found
 
 
+def _socket_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("pm-plugins-*"))
+
+
 @pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    """Every test ends with no live child process of ours (plugins or their children)."""
-    before = _children()
+def no_leftover_processes_or_sockets() -> Iterator[None]:
+    """Every test ends with no live child process of ours (plugins or their children) and no
+    plugin socket directory left behind."""
+    before, dirs_before = _children(), _socket_dirs()
     yield
     after = _children() - before
     assert not after, f"processes left behind: {sorted(after)}"
+    dirs_after = {d for d in _socket_dirs() - dirs_before if d.exists()}
+    assert not dirs_after, f"socket directories left behind: {sorted(map(str, dirs_after))}"
