@@ -18,12 +18,19 @@ Imports nothing else of ours, so it can ship as a small distribution of its own.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from pm_plugin._framework import NotConfiguredError, Plugin
 from pm_plugin.hooks import HOOK_POINTS, HookError, NullPlugin
-from pm_plugin.host import Config, Notifier, PluginManager
+from pm_plugin.host import Config, Notifier, PluginManager, Value
 from pm_plugin.types import (
+    CLASS_INET,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_ANY,
+    TYPE_CNAME,
+    TYPE_PTR,
+    TYPE_TXT,
     Connection,
     Decision,
     DNSQuestion,
@@ -31,6 +38,7 @@ from pm_plugin.types import (
     Entity,
     Verdict,
     answer,
+    fqdn,
     nxdomain,
     record_a,
     record_aaaa,
@@ -50,11 +58,7 @@ on_init = default.on_init
 on_shutdown = default.on_shutdown
 config = default.config
 plugin_manager = default.plugin_manager
-
-
-def notify(title: str, message: str, **kwargs: Any) -> str | None:
-    """Show a notification through the host (see `Notifier.notify`)."""
-    return default.notify(title, message, **kwargs)
+notify = default.notify
 
 
 def serve() -> NoReturn:
@@ -63,7 +67,14 @@ def serve() -> NoReturn:
 
 
 __all__ = [
+    "CLASS_INET",
     "HOOK_POINTS",
+    "TYPE_A",
+    "TYPE_AAAA",
+    "TYPE_ANY",
+    "TYPE_CNAME",
+    "TYPE_PTR",
+    "TYPE_TXT",
     "Config",
     "Connection",
     "DNSQuestion",
@@ -76,10 +87,12 @@ __all__ = [
     "NullPlugin",
     "Plugin",
     "PluginManager",
+    "Value",
     "Verdict",
     "answer",
     "config",
     "default",
+    "fqdn",
     "notify",
     "nxdomain",
     "on_init",

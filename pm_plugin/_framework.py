@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import grpc
@@ -135,9 +135,22 @@ class Plugin:
     def config(self) -> Config:
         return Config(self._backchannel())
 
-    def notify(self, title: str, message: str, **kwargs: Any) -> str | None:
-        """Show a notification (see `Notifier.notify`)."""
-        return Notifier(self._backchannel()).notify(title, message, **kwargs)
+    def notify(
+        self,
+        title: str,
+        message: str,
+        *,
+        actions: Sequence[tuple[str, str]] = (),
+        event_id: str = "",
+        timeout: float | None = None,
+    ) -> str | None:
+        """Show a notification; with custom `actions` (id, text) wait for the user's pick.
+
+        See `Notifier.notify`.
+        """
+        return Notifier(self._backchannel()).notify(
+            title, message, actions=actions, event_id=event_id, timeout=timeout
+        )
 
     def plugin_manager(self) -> PluginManager | None:
         """The host's plugin manager, or None unless this plugin is privileged."""

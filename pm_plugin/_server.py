@@ -351,8 +351,6 @@ def _build_server(
         extensions_pb2_grpc.add_HookServiceServicer_to_server(_Hooks(plugin.hooks), server)
     return server
 
-    grpc_broker_pb2_grpc.add_GRPCBrokerServicer_to_server(broker, server)
-
 
 def serve(plugin: Plugin) -> NoReturn:
     """Serve `plugin` to the host that started this process; never returns."""

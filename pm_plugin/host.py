@@ -6,6 +6,7 @@ the plugin is on that connection; nothing here claims an identity.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
@@ -20,6 +21,8 @@ from pm_plugin.wire.portmaster import (
     plugins_pb2,
     plugins_pb2_grpc,
 )
+
+log = logging.getLogger("pm_plugin")
 
 Value = config_pb2.Value
 OptionType = config_pb2.OptionType
@@ -105,8 +108,10 @@ class Config:
             try:
                 for key, value in self.watch(*keys):
                     callback(key, value)
-            except grpc.RpcError:
-                return  # the host went away or the plugin is shutting down
+            except grpc.RpcError as err:
+                code = cast(grpc.Call, err).code()
+                if code not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+                    log.error("watching %s failed: %s", ", ".join(keys), err)
 
         thread = threading.Thread(target=run, name="pm-plugin-watch", daemon=True)
         thread.start()

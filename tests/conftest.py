@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FAKE_PLUGIN = ROOT / "tests" / "fakes" / "plugin.py"
 EXAMPLES = ROOT / "examples" / "plugins"
 
+# A private temp dir per session: plugin socket directories of concurrent runs never mix.
+_SESSION_TMP = tempfile.mkdtemp(prefix="pm-plugins-tests-")
+tempfile.tempdir = _SESSION_TMP
+os.environ["TMPDIR"] = _SESSION_TMP
+
 # Plugin executables start with `#!/usr/bin/env python3`: it must be this interpreter.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
