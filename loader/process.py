@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -55,6 +56,8 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+
+_LEVEL_PREFIX = re.compile(r"\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
 
 
 def describe_exit(returncode: int) -> str:
@@ -124,15 +127,20 @@ class PluginProcess:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = False
+        self._exit_expected = False
         self._log = logging.getLogger(f"pm_plugins.plugin.{name}")
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def expect_exit(self) -> None:
+        """The host is about to ask the plugin to exit: an exit from now on is not a crash."""
+        self._exit_expected = True
+
     @property
-    def stopping(self) -> bool:
-        return self._stopping
+    def exit_expected(self) -> bool:
+        return self._exit_expected or self._stopping
 
     def stderr_tail(self) -> list[str]:
         """The plugin's last stderr lines (oldest first)."""
@@ -271,7 +279,7 @@ class PluginProcess:
         assert self._proc is not None
         self.returncode = self._proc.wait()
         self.exited.set()
-        if not self._stopping:
+        if not self.exit_expected:
             log.warning("plugin %s %s", self.name, describe_exit(self.returncode))
             if self.on_exit is not None:
                 self.on_exit(self)
@@ -284,7 +292,7 @@ class PluginProcess:
             if self._stopping:
                 self.exited.wait(grace + 2.0)
                 return
-            self._stopping = True
+            self._stopping = self._exit_expected = True
         try:
             if self._proc is not None:
                 self._signal_group(signal.SIGTERM)
@@ -313,7 +321,11 @@ def _text(raw: bytes) -> str:
 
 
 def _parse_log_line(line: str) -> tuple[int, str]:
-    """An hclog JSON line keeps its level and message; anything else is debug."""
+    """The level and text of one stderr line, read as go-plugin's client reads it.
+
+    An hclog JSON line keeps its level, message and fields; a line that starts with
+    `[TRACE]`, `[DEBUG]`, `[INFO]`, `[WARN]` or `[ERROR]` gets that level; others are debug.
+    """
     if line.startswith("{"):
         try:
             entry = json.loads(line)
@@ -321,5 +333,9 @@ def _parse_log_line(line: str) -> tuple[int, str]:
             return logging.DEBUG, line
         if isinstance(entry, dict) and isinstance(entry.get("@message"), str):
             level = _LEVELS.get(str(entry.get("@level", "debug")), logging.DEBUG)
-            return level, entry["@message"]
+            fields = " ".join(f"{k}={v}" for k, v in entry.items() if not k.startswith("@"))
+            return level, f"{entry['@message']} {fields}".rstrip()
+    match = _LEVEL_PREFIX.match(line)
+    if match:
+        return _LEVELS[match.group(1).lower()], line[match.end() :]
     return logging.DEBUG, line

@@ -267,6 +267,8 @@ class PluginHost:
         client: PluginClient | None,
         graceful: bool = False,
     ) -> None:
+        if process is not None:
+            process.expect_exit()
         if client is not None:
             if graceful:
                 client.close()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import logging
@@ -25,7 +26,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -291,7 +291,8 @@ class _HclogJSON(logging.Formatter):
                 "@level": self.LEVELS.get(record.levelname, "error"),
                 "@message": message,
                 "@module": record.name,
-                "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                # hclog's layout; go-plugin refuses a line whose timestamp differs
+                "@timestamp": datetime.datetime.now().astimezone().isoformat("T", "microseconds"),
             }
         )
 
