@@ -37,7 +37,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pm_plugin._broker import MAX_MESSAGE, PluginBroker
 from pm_plugin._framework import Plugin
-from pm_plugin.hooks import HookError, NullPlugin, implemented_hooks, method_name
+from pm_plugin.hooks import HOOK_POINTS, HookError, NullPlugin, implemented_hooks, method_name
 from pm_plugin.types import Decision, as_decision, wire_verdict
 from pm_plugin.wire.goplugin import (
     grpc_broker_pb2_grpc,
@@ -249,11 +249,11 @@ class _Hooks(extensions_pb2_grpc.HookServiceServicer):
     def RunHook(
         self, request: extensions_pb2.HookRequest, context: grpc.ServicerContext
     ) -> extensions_pb2.HookResponse:
-        fn = getattr(self._hooks, method_name(request.hook_point), None)
-        if fn is None or not request.hook_point[:1].isupper():
+        if request.hook_point not in HOOK_POINTS:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"unknown hook point {request.hook_point!r}"
             )
+        fn = getattr(self._hooks, method_name(request.hook_point))
         try:
             entity = fn(request.entity, request.data_entity)
         except HookError as err:
