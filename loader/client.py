@@ -76,6 +76,7 @@ class Extensions:
 
     streamed_decider: bool = False
     hook_points: frozenset[str] = frozenset()
+    streamed_reporter: bool = False
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,42 @@ class StreamedDecider:
         self._reader.join(2.0)
 
 
+class StreamedReporter:
+    """Report batches over one `pmplugin.v1.StreamReporterService/Report` stream."""
+
+    def __init__(self, channel: grpc.Channel, name: str) -> None:
+        self.name = name
+        self._stub = extensions_pb2_grpc.StreamReporterServiceStub(channel)
+        self._requests: queue.SimpleQueue[extensions_pb2.ReportBatch | None] | None = None
+        self._call: Any = None
+
+    def send(self, connections: list[network_pb2.Connection]) -> None:
+        """Queue one batch on the stream, (re)opening it if it ended.
+
+        Raises:
+            PluginCallError: the previous stream ended with an error (the batch is not sent).
+        """
+        if self._call is not None and self._call.done():
+            call, self._call = self._call, None
+            try:
+                call.result()
+            except grpc.RpcError as err:
+                raise _call_error(self.name, "the report stream", err) from err
+        if self._call is None:
+            self._requests = queue.SimpleQueue()
+            self._call = self._stub.Report.future(iter(self._requests.get, None))
+        assert self._requests is not None
+        self._requests.put(extensions_pb2.ReportBatch(connections=connections))
+
+    def close(self, timeout: float = 2.0) -> None:
+        if self._requests is not None and self._call is not None:
+            self._requests.put(None)
+            try:
+                self._call.result(timeout=timeout)
+            except (grpc.RpcError, grpc.FutureTimeoutError):
+                self._call.cancel()
+
+
 @dataclass
 class _Broker:
     """The host's end of go-plugin's broker stream."""
@@ -223,6 +260,7 @@ class PluginClient:
         self._threads: list[threading.Thread] = []
         self._backchannels: list[grpc.Server] = []
         self._stream: StreamedDecider | None = None
+        self._report_stream: StreamedReporter | None = None
         self._closed = False
         self._close_lock = threading.Lock()
         self._decider = decider_pb2_grpc.DeciderServiceStub(self.channel)
@@ -328,7 +366,9 @@ class PluginClient:
                 raise _call_error(self.name, "Describe", err) from err
             self.extensions = Extensions()
         else:
-            self.extensions = Extensions(reply.streamed_decider, frozenset(reply.hook_points))
+            self.extensions = Extensions(
+                reply.streamed_decider, frozenset(reply.hook_points), reply.streamed_reporter
+            )
         return self.extensions
 
     # -- 4. calls ---------------------------------------------------------------------------
@@ -348,6 +388,12 @@ class PluginClient:
         if self._stream is None:
             self._stream = StreamedDecider(self.channel, self.name)
         return self._stream
+
+    def streamed_reporter(self) -> StreamedReporter:
+        """The report stream (opened on first use)."""
+        if self._report_stream is None:
+            self._report_stream = StreamedReporter(self.channel, self.name)
+        return self._report_stream
 
     def report(self, connection: network_pb2.Connection, timeout: float) -> None:
         try:
@@ -409,6 +455,8 @@ class PluginClient:
             self._closed = True
         if self._stream is not None:
             self._stream.close()
+        if self._report_stream is not None:
+            self._report_stream.close(timeout)
         if not self.process.exited.is_set():
             try:
                 self._base.Shutdown(base_pb2.ShutdownRequest(), timeout=timeout)

@@ -82,6 +82,7 @@ def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, st
         "PLUGIN_MIN_PORT": "10000",
         "PLUGIN_MAX_PORT": "25000",
         "PLUGIN_UNIX_SOCKET_DIR": socket_dir,
+        "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", ""),
     }
 
 

@@ -110,8 +110,13 @@ class PluginInstance:
         verdict, reason = client.decide(connection, timeout)
         return Answer(verdict, reason)
 
-    def report(self, connection: network_pb2.Connection, timeout: float) -> None:
-        self._client().report(connection, timeout)
+    def report(self, connections: list[network_pb2.Connection], timeout: float) -> None:
+        client = self._client()
+        if client.extensions.streamed_reporter:
+            client.streamed_reporter().send(connections)
+            return
+        for connection in connections:  # the PR's unary call, one per connection
+            client.report(connection, timeout)
 
     def resolve(
         self,

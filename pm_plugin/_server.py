@@ -223,6 +223,28 @@ class _Reporter(reporter_pb2_grpc.ReporterServiceServicer):
         return reporter_pb2.ReportConnectionRespose()
 
 
+class _StreamReporter(extensions_pb2_grpc.StreamReporterServiceServicer):
+    def __init__(self, plugin: Plugin) -> None:
+        self._plugin = plugin
+
+    def Report(
+        self,
+        request_iterator: Iterator[extensions_pb2.ReportBatch],
+        context: grpc.ServicerContext,
+    ) -> extensions_pb2.ReportSummary:
+        assert self._plugin.reporter is not None
+        received = failed = 0
+        for batch in request_iterator:
+            for connection in batch.connections:
+                received += 1
+                try:
+                    self._plugin.reporter(connection)
+                except Exception as err:
+                    failed += 1
+                    log.error("reporter failed: %s", err, exc_info=err)
+        return extensions_pb2.ReportSummary(received=received, failed=failed)
+
+
 class _Resolver(resolver_pb2_grpc.ResolverServiceServicer):
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
@@ -273,6 +295,7 @@ class _Extensions(extensions_pb2_grpc.ExtensionServiceServicer):
         hooks = self._plugin.hooks
         return extensions_pb2.DescribeResponse(
             streamed_decider=self._plugin.decider is not None,
+            streamed_reporter=self._plugin.reporter is not None,
             hook_points=implemented_hooks(hooks) if hooks is not None else [],
         )
 
@@ -346,6 +369,10 @@ def _build_server(
             )
     if plugin.reporter is not None:
         reporter_pb2_grpc.add_ReporterServiceServicer_to_server(_Reporter(plugin), server)
+        if extended:
+            extensions_pb2_grpc.add_StreamReporterServiceServicer_to_server(
+                _StreamReporter(plugin), server
+            )
     if plugin.resolver is not None:
         resolver_pb2_grpc.add_ResolverServiceServicer_to_server(_Resolver(plugin), server)
     if plugin.hooks is not None and extended:

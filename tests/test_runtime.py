@@ -85,6 +85,17 @@ def test_each_type_end_to_end(host: PluginHost, tmp_path: Path) -> None:
     assert json.loads(report_path.read_text().splitlines()[0]) == {"id": "r1", "verdict": 2}
 
 
+def test_slow_reporter_drops_reports_and_never_slows_decisions(host: PluginHost) -> None:
+    host.add(spec("fake", types=("decider", "reporter")))
+    host.start_all()
+    started = time.monotonic()
+    for i in range(3000):
+        host.report(conn("slow.test.", cid=f"s{i}"))
+    assert time.monotonic() - started < 1.0  # report() only queues
+    assert host.counters.of("fake").dropped > 0
+    assert host.decide(conn("accept.test.")).verdict == 2
+
+
 def test_chain_runs_in_configured_order_first_decided_wins(host: PluginHost) -> None:
     host.add(spec("first", "no-extensions", types=("decider",)))
     host.add(spec("second", types=("decider",)))
@@ -94,9 +105,16 @@ def test_chain_runs_in_configured_order_first_decided_wins(host: PluginHost) -> 
     assert host.decide(conn("accept.test.")).plugin == "second"
 
 
-def test_plugin_without_extensions_is_driven_through_the_pr_calls(host: PluginHost) -> None:
-    host.add(spec("plain", "no-extensions"))
+def test_plugin_without_extensions_is_driven_through_the_pr_calls(
+    host: PluginHost, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "reports.jsonl"
+    static = json.dumps({"report_path": str(report_path)}).encode()
+    host.add(spec("plain", "no-extensions", static_config=static))
     host.start_all()
+    for i in range(3):  # unary ReportConnection, one call per connection
+        host.report(conn("accept.test.", cid=f"u{i}"))
+    assert wait_for(lambda: report_path.exists() and len(report_path.read_text().splitlines()) == 3)
     client = host.get("plain").client
     assert client is not None and not client.extensions.streamed_decider
     assert client.extensions.hook_points == frozenset()

@@ -47,6 +47,8 @@ def decide(conn: pm_plugin.Connection) -> object:
 
 
 def report(conn: pm_plugin.Connection) -> None:
+    if conn.entity.domain == "slow.test.":
+        time.sleep(0.5)
     path = pm_plugin.default.static_config.get("report_path") if _static() else None
     if path:
         with open(path, "a", encoding="utf-8") as out:

@@ -12,12 +12,14 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("streamed_decider", "hook_points")
+    __slots__ = ("streamed_decider", "hook_points", "streamed_reporter")
     STREAMED_DECIDER_FIELD_NUMBER: _ClassVar[int]
     HOOK_POINTS_FIELD_NUMBER: _ClassVar[int]
+    STREAMED_REPORTER_FIELD_NUMBER: _ClassVar[int]
     streamed_decider: bool
     hook_points: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, streamed_decider: _Optional[bool] = ..., hook_points: _Optional[_Iterable[str]] = ...) -> None: ...
+    streamed_reporter: bool
+    def __init__(self, streamed_decider: _Optional[bool] = ..., hook_points: _Optional[_Iterable[str]] = ..., streamed_reporter: _Optional[bool] = ...) -> None: ...
 
 class DecisionRequest(_message.Message):
     __slots__ = ("id", "connection")
@@ -52,6 +54,20 @@ class VerdictBatch(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class ReportBatch(_message.Message):
+    __slots__ = ("connections",)
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    connections: _containers.RepeatedCompositeFieldContainer[_network_pb2.Connection]
+    def __init__(self, connections: _Optional[_Iterable[_Union[_network_pb2.Connection, _Mapping]]] = ...) -> None: ...
+
+class ReportSummary(_message.Message):
+    __slots__ = ("received", "failed")
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    failed: int
+    def __init__(self, received: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class EntityMeta(_message.Message):
     __slots__ = ("display_name", "locked", "groups", "capabilities", "untyped_meta")

@@ -179,6 +179,84 @@ class StreamDeciderService:
             _registered_method=True)
 
 
+class StreamReporterServiceStub:
+    """The streamed reporter: the host sends reports in batches on one long-lived stream, so a
+    busy firewall pays one write per batch instead of one call per connection.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Report = channel.stream_unary(
+                '/pmplugin.v1.StreamReporterService/Report',
+                request_serializer=pmplugin_dot_v1_dot_extensions__pb2.ReportBatch.SerializeToString,
+                response_deserializer=pmplugin_dot_v1_dot_extensions__pb2.ReportSummary.FromString,
+                _registered_method=True)
+
+
+class StreamReporterServiceServicer:
+    """The streamed reporter: the host sends reports in batches on one long-lived stream, so a
+    busy firewall pays one write per batch instead of one call per connection.
+    """
+
+    def Report(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_StreamReporterServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Report': grpc.stream_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=pmplugin_dot_v1_dot_extensions__pb2.ReportBatch.FromString,
+                    response_serializer=pmplugin_dot_v1_dot_extensions__pb2.ReportSummary.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pmplugin.v1.StreamReporterService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pmplugin.v1.StreamReporterService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class StreamReporterService:
+    """The streamed reporter: the host sends reports in batches on one long-lived stream, so a
+    busy firewall pays one write per batch instead of one call per connection.
+    """
+
+    @staticmethod
+    def Report(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/pmplugin.v1.StreamReporterService/Report',
+            pmplugin_dot_v1_dot_extensions__pb2.ReportBatch.SerializeToString,
+            pmplugin_dot_v1_dot_extensions__pb2.ReportSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class HookServiceStub:
     """(b) NetAuth-style hooks: host-defined hook points run in order over an entity.
     """
