@@ -33,7 +33,7 @@ proto: $(STAMP)
 # Fails when the committed stubs differ from what proto/ generates now.
 proto-check: $(STAMP)
 	$(call gen_wire,$(VENV)/wire-check)
-	@diff -r -q $(WIRE) $(VENV)/wire-check >/dev/null || \
+	@diff -r -q -x __pycache__ $(WIRE) $(VENV)/wire-check >/dev/null || \
 		{ echo "pm_plugin/wire is stale: run 'make proto' and commit the result."; exit 1; }
 
 lint: $(STAMP)
