@@ -95,7 +95,9 @@ DESCRIBE = {
     "unary_host_decide": "PluginHost.decide, 1 plugin without extensions",
     "unary_chain3_host_decide": "PluginHost.decide, UNDECIDED, UNDECIDED, ACCEPT",
     "streamed_one_in_flight": "StreamedDecider.submit(1 conn), wait, repeat",
-    "streamed_host_decide": "PluginHost.decide, 1 plugin with the streamed extension",
+    "socket_one_in_flight": "DecisionSocket.decide (the streamed extension's socket transport)",
+    "streamed_host_decide": "PluginHost.decide, 1 plugin with the streamed extension "
+    "(the host uses its decision socket)",
     "streamed_throughput": "best of the batch configurations below",
     "cached_host_decide": "PluginHost.decide on a verdict cached with a TTL",
     "chain_overhead_no_io": "DeciderChain.decide around a member answering at once",
@@ -113,6 +115,7 @@ DESCRIBE |= {
         "unary_host_decide",
         "unary_chain3_host_decide",
         "streamed_one_in_flight",
+        "socket_one_in_flight",
         "streamed_host_decide",
     )
 }
@@ -284,6 +287,9 @@ def single_decisions(
     stub = decider_pb2_grpc.DeciderServiceStub(client.channel)
     request = decider_pb2.DecideOnConnectionRequest(connection=conn)
     stream = client_of(streamed, "streamed").streamed_decider()
+    fast = client_of(streamed, "streamed").decision_socket()
+    if fast is None:
+        raise RuntimeError("the streamed bench plugin offers no decision socket")
 
     # correctness first, once per path
     check_verdict(stub.DecideOnConnection(request, timeout=TIMEOUT).verdict, "solo", "solo")
@@ -310,6 +316,7 @@ def single_decisions(
         "unary_host_decide": (lambda: solo.decide(conn), CALLS_PER_ROUND),
         "unary_chain3_host_decide": (lambda: chain.decide(conn), CALLS_PER_ROUND),
         "streamed_one_in_flight": (streamed_one, CALLS_PER_ROUND),
+        "socket_one_in_flight": (lambda: fast.decide(conn, TIMEOUT), CALLS_PER_ROUND),
         "streamed_host_decide": (lambda: streamed.decide(conn), CALLS_PER_ROUND),
     }
     # Where the scheduler puts the two ends decides the floor: a wake-up on an idle
@@ -577,6 +584,12 @@ def measure() -> Report:
         at_most(
             "single decision p50 (PluginHost.decide, unary) / floor p50, free placement",
             results["unary_host_decide"]["x_floor_p50"],
+            TARGET_FLOOR_RATIO,
+            "x",
+        ),
+        at_most(
+            "single decision p50 (PluginHost.decide, streamed extension) / floor p50, one CPU",
+            results["streamed_host_decide" + ONE_CPU]["x_floor_p50"],
             TARGET_FLOOR_RATIO,
             "x",
         ),

@@ -23,7 +23,9 @@ import itertools
 import logging
 import os
 import queue
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,10 +33,12 @@ from typing import Any, cast
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loader.errors import PluginCallError, PluginProcessError
-from loader.process import PluginProcess
+from loader.process import PluginProcess, peer_pid
+from pm_plugin.framing import FrameError, read_frame, write_frame
 from pm_plugin.wire.goplugin import (
     grpc_broker_pb2,
     grpc_broker_pb2_grpc,
@@ -77,6 +81,7 @@ class Extensions:
     streamed_decider: bool = False
     hook_points: frozenset[str] = frozenset()
     streamed_reporter: bool = False
+    decision_socket: str = ""
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,104 @@ class StreamedDecider:
         self._reader.join(2.0)
 
 
+class DecisionSocket:
+    """The streamed decider over the plugin's decision socket (pm_plugin.framing frames).
+
+    Each decision in flight uses its own connection, taken from a small pool of idle ones,
+    and the calling thread writes the request and reads the answer itself: no hand-off
+    between threads, so one decision costs about a socket round trip plus the plugin's work.
+    A connection that timed out or broke is closed, never reused (a late reply can't be
+    mistaken for the next one). Every new connection must be served by the plugin process.
+    """
+
+    #: Idle connections kept for reuse.
+    POOL = 8
+
+    def __init__(self, path: str, name: str, owns: Callable[[int], bool]) -> None:
+        self.path, self.name, self._owns = path, name, owns
+        self._idle: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    def _take(self, timeout: float) -> socket.socket:
+        with self._lock:
+            if self._closed:
+                raise PluginCallError(f"plugin {self.name}: the decision socket is closed")
+            if self._idle:
+                return self._idle.pop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(self.path)
+            peer = peer_pid(sock)
+        except OSError:
+            sock.close()
+            raise
+        if not self._owns(peer):
+            sock.close()
+            raise PluginCallError(
+                f"plugin {self.name}: its decision socket is served by pid {peer}, "
+                "which is not the plugin"
+            )
+        return sock
+
+    def _give_back(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self.POOL:
+                self._idle.append(sock)
+                return
+        sock.close()
+
+    def decide(self, connection: network_pb2.Connection, timeout: float) -> StreamAnswer:
+        """One decision, answered within `timeout` seconds or a PluginCallError."""
+        deadline = time.monotonic() + timeout
+        try:
+            sock = self._take(timeout)
+        except OSError as err:
+            raise PluginCallError(f"plugin {self.name}: the decision socket failed: {err}") from err
+        try:
+            decision = self._exchange(sock, connection, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        self._give_back(sock)
+        return StreamAnswer(
+            decision.verdict, decision.reason, decision.cache_ttl_ms / 1000.0, decision.error
+        )
+
+    def _exchange(
+        self, sock: socket.socket, connection: network_pb2.Connection, deadline: float
+    ) -> extensions_pb2.Decision:
+        request_id = next(self._ids)
+        batch = extensions_pb2.DecisionBatch()
+        batch.requests.add(id=request_id, connection=connection)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            write_frame(sock, batch.SerializeToString())
+            payload = read_frame(sock, deadline)
+            if payload is None:
+                raise PluginCallError(f"plugin {self.name}: the decision socket was closed")
+            reply = extensions_pb2.VerdictBatch.FromString(payload)
+        except TimeoutError as err:  # socket.timeout is TimeoutError
+            raise PluginCallError(f"plugin {self.name}: decision timed out") from err
+        except (OSError, FrameError, DecodeError) as err:
+            raise PluginCallError(f"plugin {self.name}: the decision socket failed: {err}") from err
+        if len(reply.decisions) != 1 or reply.decisions[0].id != request_id:
+            raise PluginCallError(
+                f"plugin {self.name}: the decision socket answered another request"
+            )
+        decision: extensions_pb2.Decision = reply.decisions[0]
+        return decision
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
+
+
 class StreamedReporter:
     """Report batches over one `pmplugin.v1.StreamReporterService/Report` stream."""
 
@@ -261,6 +364,7 @@ class PluginClient:
         self._backchannels: list[grpc.Server] = []
         self._stream: StreamedDecider | None = None
         self._report_stream: StreamedReporter | None = None
+        self._socket: DecisionSocket | None = None
         self._closed = False
         self._close_lock = threading.Lock()
         self._decider = decider_pb2_grpc.DeciderServiceStub(self.channel)
@@ -367,9 +471,29 @@ class PluginClient:
             self.extensions = Extensions()
         else:
             self.extensions = Extensions(
-                reply.streamed_decider, frozenset(reply.hook_points), reply.streamed_reporter
+                reply.streamed_decider,
+                frozenset(reply.hook_points),
+                reply.streamed_reporter,
+                self._checked_decision_socket(reply.decision_socket),
             )
         return self.extensions
+
+    def _checked_decision_socket(self, path: str) -> str:
+        """The announced decision socket if it lies in the directory we gave the plugin."""
+        if not path:
+            return ""
+        home = self.process.socket_dir
+        inside = home is not None and os.path.realpath(path).startswith(
+            os.path.realpath(home) + os.sep
+        )
+        if not inside:
+            log.warning(
+                "plugin %s announced decision socket %s outside its directory; not using it",
+                self.name,
+                path,
+            )
+            return ""
+        return path
 
     # -- 4. calls ---------------------------------------------------------------------------
 
@@ -382,6 +506,14 @@ class PluginClient:
         except grpc.RpcError as err:
             raise _call_error(self.name, "DecideOnConnection", err) from err
         return int(reply.verdict), str(reply.reason)
+
+    def decision_socket(self) -> DecisionSocket | None:
+        """The streamed decider's socket transport, when the plugin offers it."""
+        if self._socket is None and self.extensions.decision_socket:
+            self._socket = DecisionSocket(
+                self.extensions.decision_socket, self.name, self.process.owns
+            )
+        return self._socket
 
     def streamed_decider(self) -> StreamedDecider:
         """The open decision stream (opened on first use)."""
@@ -455,6 +587,8 @@ class PluginClient:
             self._closed = True
         if self._stream is not None:
             self._stream.close()
+        if self._socket is not None:
+            self._socket.close()
         if self._report_stream is not None:
             self._report_stream.close(timeout)
         if not self.process.exited.is_set():

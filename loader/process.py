@@ -86,14 +86,19 @@ def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, st
     }
 
 
+def peer_pid(sock: socket.socket) -> int:
+    """The pid of the process at the other end of a connected unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return int(pid)
+
+
 def socket_peer_pid(path: str) -> int:
-    """The pid of the process serving the unix socket at `path` (SO_PEERCRED)."""
+    """The pid of the process serving the unix socket at `path`."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(2.0)
         sock.connect(path)
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, _uid, _gid = struct.unpack("3i", creds)
-    return int(pid)
+        return peer_pid(sock)
 
 
 class PluginProcess:
@@ -238,17 +243,23 @@ class PluginProcess:
             peer = socket_peer_pid(path)
         except OSError as err:
             raise self._handshake_error(f"announced socket {path}, which refuses ({err})") from err
-        if peer == self._proc.pid:
+        if self.owns(peer):
             return
-        try:
-            if os.getpgid(peer) == self._proc.pid:  # the plugin leads its own group
-                return
-        except ProcessLookupError:
-            pass
         raise self._handshake_error(
             f"announced socket {path}, which is served by pid {peer}, not by the plugin "
             f"(pid {self._proc.pid}) or its children"
         )
+
+    def owns(self, pid: int) -> bool:
+        """Whether `pid` is this plugin or one of its children (they share its group)."""
+        if self._proc is None:
+            return False
+        if pid == self._proc.pid:
+            return True
+        try:
+            return os.getpgid(pid) == self._proc.pid  # the plugin leads its own group
+        except ProcessLookupError:
+            return False
 
     # -- readers and watcher ----------------------------------------------------------------
 

@@ -97,6 +97,12 @@ class PluginInstance:
     # the chain members' interface (loader.dispatch)
     def decide(self, connection: network_pb2.Connection, timeout: float) -> Answer:
         client = self._client()
+        fast = client.decision_socket()
+        if fast is not None:
+            answer = fast.decide(connection, timeout)
+            if answer.error:
+                raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
+            return Answer(answer.verdict, answer.reason, answer.cache_ttl)
         if client.extensions.streamed_decider:
             (future,) = client.streamed_decider().submit(connection)
             try:

@@ -23,6 +23,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -33,10 +34,12 @@ from typing import Any, NoReturn, cast
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pm_plugin._broker import MAX_MESSAGE, PluginBroker
 from pm_plugin._framework import Plugin
+from pm_plugin.framing import FrameError, read_frame, write_frame
 from pm_plugin.hooks import HOOK_POINTS, HookError, NullPlugin, implemented_hooks, method_name
 from pm_plugin.types import Decision, as_decision, wire_verdict
 from pm_plugin.wire.goplugin import (
@@ -185,7 +188,7 @@ class _StreamDecider(extensions_pb2_grpc.StreamDeciderServiceServicer):
     def __init__(self, plugin: Plugin) -> None:
         self._plugin = plugin
 
-    def _one(self, request: extensions_pb2.DecisionRequest) -> extensions_pb2.Decision:
+    def decide_one(self, request: extensions_pb2.DecisionRequest) -> extensions_pb2.Decision:
         assert self._plugin.decider is not None
         try:
             decision: Decision = as_decision(self._plugin.decider(request.connection))
@@ -205,7 +208,51 @@ class _StreamDecider(extensions_pb2_grpc.StreamDeciderServiceServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[extensions_pb2.VerdictBatch]:
         for batch in request_iterator:
-            yield extensions_pb2.VerdictBatch(decisions=[self._one(r) for r in batch.requests])
+            yield extensions_pb2.VerdictBatch(
+                decisions=[self.decide_one(r) for r in batch.requests]
+            )
+
+
+class _DecisionSocket:
+    """Serves the streamed decider's messages on a plain unix socket (see framing.py):
+    one thread per host connection reads a DecisionBatch frame, decides, writes the
+    VerdictBatch frame. The host opens one connection per decision in flight."""
+
+    def __init__(self, path: str, decider: _StreamDecider) -> None:
+        self.path = path
+        self._decider = decider
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        os.chmod(path, 0o600)
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, name="pm-plugin-decide", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed at shutdown
+            threading.Thread(
+                target=self._serve, args=(conn,), name="pm-plugin-decide", daemon=True
+            ).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while (payload := read_frame(conn)) is not None:
+                    batch = extensions_pb2.DecisionBatch.FromString(payload)
+                    reply = extensions_pb2.VerdictBatch(
+                        decisions=[self._decider.decide_one(r) for r in batch.requests]
+                    )
+                    write_frame(conn, reply.SerializeToString())
+            except (OSError, FrameError, DecodeError) as err:
+                log.debug("decision socket connection ended: %s", err)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
 
 
 class _Reporter(reporter_pb2_grpc.ReporterServiceServicer):
@@ -286,8 +333,9 @@ class _Hooks(extensions_pb2_grpc.HookServiceServicer):
 
 
 class _Extensions(extensions_pb2_grpc.ExtensionServiceServicer):
-    def __init__(self, plugin: Plugin) -> None:
+    def __init__(self, plugin: Plugin, decision_socket: str) -> None:
         self._plugin = plugin
+        self._decision_socket = decision_socket
 
     def Describe(
         self, request: extensions_pb2.DescribeRequest, context: grpc.ServicerContext
@@ -296,6 +344,7 @@ class _Extensions(extensions_pb2_grpc.ExtensionServiceServicer):
         return extensions_pb2.DescribeResponse(
             streamed_decider=self._plugin.decider is not None,
             streamed_reporter=self._plugin.reporter is not None,
+            decision_socket=self._decision_socket,
             hook_points=implemented_hooks(hooks) if hooks is not None else [],
         )
 
@@ -341,8 +390,11 @@ def _check_environment() -> None:
 
 
 def _build_server(
-    plugin: Plugin, lifecycle: _Lifecycle, stdio: queue.Queue[grpc_stdio_pb2.StdioData]
-) -> grpc.Server:
+    plugin: Plugin,
+    lifecycle: _Lifecycle,
+    stdio: queue.Queue[grpc_stdio_pb2.StdioData],
+    socket_dir: str,
+) -> tuple[grpc.Server, _DecisionSocket | None]:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=32, thread_name_prefix="pm-plugin"),
         options=[
@@ -359,14 +411,17 @@ def _build_server(
     grpc_stdio_pb2_grpc.add_GRPCStdioServicer_to_server(_Stdio(stdio), server)
     base_pb2_grpc.add_BaseServiceServicer_to_server(_Base(plugin, broker, lifecycle), server)
     extended = plugin.offer_extensions
-    if extended:
-        extensions_pb2_grpc.add_ExtensionServiceServicer_to_server(_Extensions(plugin), server)
+    decision_socket = None
     if plugin.decider is not None:
         decider_pb2_grpc.add_DeciderServiceServicer_to_server(_Decider(plugin), server)
         if extended:
-            extensions_pb2_grpc.add_StreamDeciderServiceServicer_to_server(
-                _StreamDecider(plugin), server
-            )
+            streamed = _StreamDecider(plugin)
+            extensions_pb2_grpc.add_StreamDeciderServiceServicer_to_server(streamed, server)
+            decision_socket = _DecisionSocket(os.path.join(socket_dir, "decide.sock"), streamed)
+    if extended:
+        extensions_pb2_grpc.add_ExtensionServiceServicer_to_server(
+            _Extensions(plugin, decision_socket.path if decision_socket else ""), server
+        )
     if plugin.reporter is not None:
         reporter_pb2_grpc.add_ReporterServiceServicer_to_server(_Reporter(plugin), server)
         if extended:
@@ -377,7 +432,7 @@ def _build_server(
         resolver_pb2_grpc.add_ResolverServiceServicer_to_server(_Resolver(plugin), server)
     if plugin.hooks is not None and extended:
         extensions_pb2_grpc.add_HookServiceServicer_to_server(_Hooks(plugin.hooks), server)
-    return server
+    return server, decision_socket
 
 
 def serve(plugin: Plugin) -> NoReturn:
@@ -389,8 +444,9 @@ def serve(plugin: Plugin) -> NoReturn:
     socket_path = os.path.join(socket_dir, "plugin.sock")
     lifecycle = _Lifecycle()
     stdio: queue.Queue[grpc_stdio_pb2.StdioData] = queue.Queue(maxsize=STDIO_BUFFER)
-    server = _build_server(plugin, lifecycle, stdio)
+    decision_socket: _DecisionSocket | None = None
     try:
+        server, decision_socket = _build_server(plugin, lifecycle, stdio, socket_dir)
         server.add_insecure_port(f"unix:{socket_path}")
         server.start()
 
@@ -416,6 +472,8 @@ def serve(plugin: Plugin) -> NoReturn:
             pass
         server.stop(grace=0.5).wait(2.0)
     finally:
+        if decision_socket is not None:
+            decision_socket.close()
         shutil.rmtree(socket_dir, ignore_errors=True)
     logging.shutdown()
     os._exit(0)

@@ -195,6 +195,39 @@ def test_hanging_call_hits_the_deadline_and_the_host_carries_on(host: PluginHost
     assert host.decide(conn("accept.test.")).verdict == 2
 
 
+def test_decision_socket_deadline_closes_the_connection_and_carries_on(host: PluginHost) -> None:
+    host.add(spec("fake"))
+    host.start_all()
+    client = host.get("fake").client
+    assert client is not None and client.decision_socket() is not None
+    host._deciders.timeout = 0.3
+    assert host.decide(conn("slow.test.")).plugin is None
+    assert host.counters.of("fake").timeouts == 1
+    assert host.decide(conn("accept.test.")).verdict == 2  # a fresh connection, not the late reply
+
+
+def test_grpc_stream_carries_many_decisions_in_flight(host: PluginHost) -> None:
+    host.add(spec("fake"))
+    host.start_all()
+    client = host.get("fake").client
+    assert client is not None
+    domains = ["accept.test.", "block.test.", "other.test."] * 50
+    futures = client.streamed_decider().submit(*(conn(d) for d in domains))
+    verdicts = [f.result(5).verdict for f in futures]
+    assert verdicts == [{"accept.test.": 2, "block.test.": 3, "other.test.": 0}[d] for d in domains]
+    failed = client.streamed_decider().submit(conn("error.test."))[0].result(5)
+    assert "fake decider failure" in failed.error
+
+
+def test_decision_socket_outside_the_plugin_directory_is_not_used(host: PluginHost) -> None:
+    host.add(spec("fake"))
+    host.start_all()
+    client = host.get("fake").client
+    assert client is not None
+    assert client._checked_decision_socket("/tmp/elsewhere/decide.sock") == ""
+    assert client._checked_decision_socket(client.extensions.decision_socket) != ""
+
+
 def test_oversized_and_malformed_replies_are_counted_errors(host: PluginHost) -> None:
     host.add(spec("fake", "no-extensions"))
     host.start_all()

@@ -12,14 +12,16 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("streamed_decider", "hook_points", "streamed_reporter")
+    __slots__ = ("streamed_decider", "hook_points", "streamed_reporter", "decision_socket")
     STREAMED_DECIDER_FIELD_NUMBER: _ClassVar[int]
     HOOK_POINTS_FIELD_NUMBER: _ClassVar[int]
     STREAMED_REPORTER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_SOCKET_FIELD_NUMBER: _ClassVar[int]
     streamed_decider: bool
     hook_points: _containers.RepeatedScalarFieldContainer[str]
     streamed_reporter: bool
-    def __init__(self, streamed_decider: _Optional[bool] = ..., hook_points: _Optional[_Iterable[str]] = ..., streamed_reporter: _Optional[bool] = ...) -> None: ...
+    decision_socket: str
+    def __init__(self, streamed_decider: _Optional[bool] = ..., hook_points: _Optional[_Iterable[str]] = ..., streamed_reporter: _Optional[bool] = ..., decision_socket: _Optional[str] = ...) -> None: ...
 
 class DecisionRequest(_message.Message):
     __slots__ = ("id", "connection")

@@ -101,7 +101,9 @@ class ExtensionService:
 class StreamDeciderServiceStub:
     """(a) The streamed decider: many decisions in flight over one stream. A message carries a
     batch so a busy host pays one write for many decisions; replies may arrive in any order
-    and are matched by id.
+    and are matched by id. The same messages also travel over a plain unix socket
+    (DescribeResponse.decision_socket), which answers one decision without gRPC's thread
+    hand-offs; the host prefers it when offered.
     """
 
     def __init__(self, channel):
@@ -120,7 +122,9 @@ class StreamDeciderServiceStub:
 class StreamDeciderServiceServicer:
     """(a) The streamed decider: many decisions in flight over one stream. A message carries a
     batch so a busy host pays one write for many decisions; replies may arrive in any order
-    and are matched by id.
+    and are matched by id. The same messages also travel over a plain unix socket
+    (DescribeResponse.decision_socket), which answers one decision without gRPC's thread
+    hand-offs; the host prefers it when offered.
     """
 
     def Decide(self, request_iterator, context):
@@ -148,7 +152,9 @@ def add_StreamDeciderServiceServicer_to_server(servicer, server):
 class StreamDeciderService:
     """(a) The streamed decider: many decisions in flight over one stream. A message carries a
     batch so a busy host pays one write for many decisions; replies may arrive in any order
-    and are matched by id.
+    and are matched by id. The same messages also travel over a plain unix socket
+    (DescribeResponse.decision_socket), which answers one decision without gRPC's thread
+    hand-offs; the host prefers it when offered.
     """
 
     @staticmethod
