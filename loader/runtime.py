@@ -96,25 +96,25 @@ class PluginInstance:
 
     # the chain members' interface (loader.dispatch)
     def decide(self, connection: network_pb2.Connection, timeout: float) -> Answer:
+        """Through the best transport the plugin offers: its decision socket, our gRPC
+        decision stream, or the PR's unary call."""
         client = self._client()
         fast = client.decision_socket()
         if fast is not None:
             answer = fast.decide(connection, timeout)
-            if answer.error:
-                raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
-            return Answer(answer.verdict, answer.reason, answer.cache_ttl)
-        if client.extensions.streamed_decider:
+        elif client.extensions.streamed_decider:
             (future,) = client.streamed_decider().submit(connection)
             try:
                 answer = future.result(timeout)
             except TimeoutError as err:
                 future.cancel()
                 raise PluginCallError(f"plugin {self.name}: decision timed out") from err
-            if answer.error:
-                raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
-            return Answer(answer.verdict, answer.reason, answer.cache_ttl)
-        verdict, reason = client.decide(connection, timeout)
-        return Answer(verdict, reason)
+        else:
+            verdict, reason = client.decide(connection, timeout)
+            return Answer(verdict, reason)
+        if answer.error:
+            raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
+        return Answer(answer.verdict, answer.reason, answer.cache_ttl)
 
     def report(self, connections: list[network_pb2.Connection], timeout: float) -> None:
         client = self._client()
