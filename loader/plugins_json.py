@@ -1,0 +1,298 @@
+"""``plugins.json``: the user's choice of which plugins run (the format of portmaster PR #834).
+
+What it is for: turning the bytes of ``plugins.json`` into a list of :class:`PluginEntry`
+under the input rules of DESIGN.md, and writing such a list back atomically. The format is
+a JSON array of objects::
+
+    [{"name": "hosts", "types": ["resolver"], "config": {...}, "privileged": false,
+      "disableAutostart": false, "version": "1.2.0"}]
+
+``name`` is required; ``types``, ``config``, ``privileged`` and ``disableAutostart`` are
+optional as in the PR's Go struct (which writes them with ``omitempty``); ``version`` is our
+optional addition (PEP 440). ``enabled`` (what issues call it) is read as the negation of
+``disableAutostart``; when both are present they must agree. It is never written.
+
+Every refusal is a :class:`PluginsFileError` whose message is one sentence naming the
+file, the entry (1-based index, and its name when known) and the field.
+
+What it leaves to others: whether a named plugin is installed, signed or startable (the
+loader's verification), and what a plugin's ``config`` means (the plugin's).
+
+The identifier rule and the plugin types are shared with :mod:`loader.manifest`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from keys import strict_json
+from keys.errors import StrictJSONError
+from loader.errors import LoaderError
+
+__all__ = [
+    "KNOWN_TYPES",
+    "NAME_PATTERN",
+    "PluginEntry",
+    "PluginsFileError",
+    "dumps_plugins_json",
+    "is_identifier",
+    "parse_plugins_json",
+    "read_plugins_json",
+    "write_plugins_json",
+]
+
+#: Plugin and host-module names: lowercase letters, digits, ``_`` and ``-``, 1-64 long.
+#: Always used with ``fullmatch`` (``match`` with ``$`` would admit a trailing newline).
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+#: The plugin types a plugin may declare: the PR's four plus our ``hook``.
+KNOWN_TYPES: tuple[str, ...] = ("base", "decider", "reporter", "resolver", "hook")
+
+_FIELDS = ("name", "types", "config", "privileged", "disableAutostart", "enabled", "version")
+_MAX_VERSION_LEN = 64
+
+
+class PluginsFileError(LoaderError):
+    """``plugins.json`` is unreadable or malformed; the message names file, entry and field."""
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One plugin the user configured.
+
+    ``config`` is the compact JSON serialization (UTF-8) of the entry's ``"config"`` value,
+    the raw bytes handed to the plugin in Configure; ``b""`` when absent or ``null``.
+    ``disable_autostart`` is ``True`` when the plugin must not start at boot.
+    """
+
+    name: str
+    types: tuple[str, ...] = ()
+    config: bytes = b""
+    privileged: bool = False
+    disable_autostart: bool = False
+    version: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """The negation of :attr:`disable_autostart`."""
+        return not self.disable_autostart
+
+
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` is a valid plugin or host-module name (see :data:`NAME_PATTERN`)."""
+    return NAME_PATTERN.fullmatch(value) is not None
+
+
+def show(value: str, limit: int = 40) -> str:
+    """A string quoted and escaped for a message (control characters visible), shortened."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= limit else text[: limit - 4] + '..."'
+
+
+def check_name(value: Any, *, where: str, what: str) -> str:
+    """Return ``value`` if it is a string matching the identifier rule, else refuse."""
+    strict_json.expect(value, str, where=where, what=what)
+    if not is_identifier(value):
+        raise StrictJSONError(
+            f"{where}: {what} is {show(value)}, which is not a plain name"
+            " (1-64 of a-z, 0-9, _ and -, starting with a letter or digit)"
+        )
+    return str(value)
+
+
+def check_types(value: Any, *, where: str, non_empty: bool) -> tuple[str, ...]:
+    """Return the ``types`` list as a tuple: strings, known, no duplicates."""
+    strict_json.expect(value, list, where=where, what='field "types"')
+    if non_empty and not value:
+        raise StrictJSONError(f'{where}: field "types" is empty; at least one type is needed')
+    seen: list[str] = []
+    for i, item in enumerate(value, 1):
+        strict_json.expect(item, str, where=where, what=f'item {i} of field "types"')
+        if item not in KNOWN_TYPES:
+            raise StrictJSONError(
+                f'{where}: field "types" names the unknown type {show(item)}'
+                f" (known: {', '.join(KNOWN_TYPES)})"
+            )
+        if item in seen:
+            raise StrictJSONError(f'{where}: field "types" lists the type {show(item)} twice')
+        seen.append(item)
+    return tuple(seen)
+
+
+def check_version(value: Any, *, where: str, what: str = 'field "version"') -> Version:
+    """Return the parsed PEP 440 version of the string ``value``, or refuse."""
+    strict_json.expect(value, str, where=where, what=what)
+    text = str(value)
+    bad = (
+        not text
+        or len(text) > _MAX_VERSION_LEN
+        or text != text.strip()
+        or not text.isascii()
+        or not text.isprintable()
+    )
+    if not bad:
+        try:
+            return Version(text)
+        except InvalidVersion:
+            pass
+    raise StrictJSONError(f"{where}: {what} is {show(text)}, which is not a PEP 440 version")
+
+
+def check_unknown(obj: Mapping[str, Any], known: Iterable[str], *, where: str, what: str) -> None:
+    """Refuse fields of ``obj`` not in ``known``, naming them."""
+    allowed = set(known)
+    unknown = [k for k in obj if k not in allowed]
+    if unknown:
+        names = ", ".join(show(k) for k in unknown)
+        plural = "fields" if len(unknown) > 1 else "field"
+        raise StrictJSONError(f"{where}: {what} has the unknown {plural} {names}")
+
+
+def _entry(obj: Any, index: int, source: str) -> PluginEntry:
+    where = f"{source}: entry {index}"
+    strict_json.expect(obj, dict, where=where, what="the entry")
+    name = check_name(
+        strict_json.require(obj, "name", str, where=where), where=where, what='field "name"'
+    )
+    where = f"{source}: entry {index} ({show(name)})"
+    check_unknown(obj, _FIELDS, where=where, what="the entry")
+    types = check_types(obj["types"], where=where, non_empty=False) if "types" in obj else ()
+
+    config = b""
+    raw = obj.get("config")
+    if raw is not None:
+        config = json.dumps(
+            raw, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+
+    privileged = strict_json.optional(obj, "privileged", bool, False, where=where)
+    disable = strict_json.optional(obj, "disableAutostart", bool, None, where=where)
+    enabled = strict_json.optional(obj, "enabled", bool, None, where=where)
+    if disable is not None and enabled is not None and disable == enabled:
+        raise StrictJSONError(
+            f'{where}: field "enabled" is {json.dumps(enabled)} but field "disableAutostart"'
+            f" is {json.dumps(disable)}; they contradict each other"
+        )
+    if disable is None:
+        disable = False if enabled is None else not enabled
+
+    version = None
+    if "version" in obj:
+        check_version(obj["version"], where=where)
+        version = str(obj["version"])
+    return PluginEntry(
+        name=name,
+        types=types,
+        config=config,
+        privileged=bool(privileged),
+        disable_autostart=bool(disable),
+        version=version,
+    )
+
+
+def parse_plugins_json(data: bytes, *, source: str = "plugins.json") -> list[PluginEntry]:
+    """Parse the bytes of a ``plugins.json``; refuse anything off the format.
+
+    Raises :class:`PluginsFileError` (one sentence naming ``source``, entry and field).
+    """
+    try:
+        doc = strict_json.loads(data, source=source)
+        strict_json.expect(doc, list, where=source, what="the top level")
+        entries: list[PluginEntry] = []
+        first: dict[str, int] = {}
+        for index, obj in enumerate(doc, 1):
+            entry = _entry(obj, index, source)
+            if entry.name in first:
+                raise StrictJSONError(
+                    f'{source}: entry {index} ({show(entry.name)}): field "name" repeats'
+                    f" the name of entry {first[entry.name]}"
+                )
+            first[entry.name] = index
+            entries.append(entry)
+    except StrictJSONError as err:
+        raise PluginsFileError(str(err)) from err
+    return entries
+
+
+def read_plugins_json(path: Path | str) -> list[PluginEntry]:
+    """Read and parse ``path``; a missing file is an empty list (nothing configured)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            data = f.read(strict_json.DEFAULT_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise PluginsFileError(f"{p}: cannot be read ({err.strerror or err})") from err
+    return parse_plugins_json(data, source=str(p))
+
+
+def _to_json(entry: PluginEntry) -> dict[str, Any]:
+    obj: dict[str, Any] = {"name": entry.name, "types": list(entry.types)}
+    if entry.config:
+        try:
+            obj["config"] = strict_json.loads(entry.config, source=f"the config of {entry.name}")
+        except StrictJSONError as err:
+            raise ValueError(str(err)) from err
+    obj["privileged"] = entry.privileged
+    obj["disableAutostart"] = entry.disable_autostart
+    if entry.version is not None:
+        obj["version"] = entry.version
+    return obj
+
+
+def dumps_plugins_json(entries: Iterable[PluginEntry]) -> bytes:
+    """The bytes :func:`write_plugins_json` writes (2-space indented, trailing newline).
+
+    Raises ``ValueError`` for entries that :func:`parse_plugins_json` would refuse (a
+    caller's bug): what is written can always be read back, equal.
+    """
+    items = list(entries)
+    data = (
+        json.dumps([_to_json(e) for e in items], ensure_ascii=False, indent=2, allow_nan=False)
+        + "\n"
+    ).encode()
+    try:
+        parse_plugins_json(data, source="plugins.json to write")
+    except PluginsFileError as err:
+        raise ValueError(str(err)) from err
+    return data
+
+
+def write_plugins_json(path: Path | str, entries: Iterable[PluginEntry]) -> None:
+    """Write ``entries`` to ``path`` atomically (temp file in the same directory, fsync,
+    ``os.replace``, directory fsync). Keeps the mode of an existing file (else 0644)."""
+    p = Path(path)
+    data = dumps_plugins_json(entries)
+    try:
+        mode = p.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(p.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
