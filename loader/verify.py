@@ -1,0 +1,162 @@
+"""The loader's verification of one installed plugin, as a pure function.
+
+`verify_plugin` takes bytes (the DSSE envelope of the signed manifest, or None when there is
+none, and the artifact) plus the trust store, and returns a `Verdict` that explains itself.
+It reads no file and opens no socket, so the trust table of DESIGN.md is one parametrized
+test. The order is fixed: verify the signed bytes first (against trusted, unrevoked keys),
+parse the manifest from exactly those bytes, check it names this plugin, then hash the
+artifact.
+
+| plugin state                                                    | normal  | dev mode |
+|-----------------------------------------------------------------|---------|----------|
+| signed by a trusted, unrevoked key, bytes match                 | runs    | runs     |
+| unsigned (no manifest)                                          | refused | runs     |
+| bad signature, untrusted/revoked key, modified, other's manifest | refused | refused  |
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from keys.dsse import Envelope, envelope_from_bytes, verify
+from keys.errors import SignatureError
+from keys.store import TrustStore
+from loader.manifest import Manifest, ManifestError, parse_manifest
+
+#: The DSSE payload type of a signed plugin manifest.
+MANIFEST_PAYLOAD_TYPE = "application/vnd.pm-plugins.manifest+json"
+
+
+class Status(enum.StrEnum):
+    VERIFIED = "verified"
+    UNSIGNED = "unsigned"
+    INVALID_SIGNATURE = "invalid-signature"
+    UNTRUSTED_KEY = "untrusted-key"
+    REVOKED_KEY = "revoked-key"
+    MODIFIED = "modified"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a plugin may run, and why."""
+
+    status: Status
+    reason: str
+    runs: bool
+    key_id: str | None = None
+    trust_level: str | None = None
+    manifest: Manifest | None = None
+
+    @property
+    def unsigned(self) -> bool:
+        return self.status is Status.UNSIGNED
+
+
+def _refused(status: Status, reason: str, key_id: str | None = None) -> Verdict:
+    return Verdict(status, reason, runs=False, key_id=key_id)
+
+
+def _why_not_verified(
+    name: str, envelope: Envelope, trust: TrustStore, err: SignatureError
+) -> Verdict:
+    """Name the key problem when there is one; otherwise the signature is bad."""
+    key_ids = [s.keyid for s in envelope.signatures]
+    revoked = [k for k in key_ids if trust.is_revoked(k)]
+    if revoked:
+        return _refused(
+            Status.REVOKED_KEY,
+            f"plugin {name} is signed by key {revoked[0][:12]}..., which is revoked",
+            revoked[0],
+        )
+    unknown = [k for k in key_ids if not trust.is_trusted(k)]
+    if unknown and len(unknown) == len(key_ids):
+        return _refused(
+            Status.UNTRUSTED_KEY,
+            f"plugin {name} is signed by key {unknown[0][:12]}..., which is not in your trust "
+            f"store; run `pm-plugins keys trust` with that publisher's key if you trust it",
+            unknown[0],
+        )
+    return _refused(Status.INVALID_SIGNATURE, f"plugin {name}: {err}")
+
+
+def verify_plugin(
+    *,
+    name: str,
+    envelope: bytes | None,
+    artifact: bytes,
+    trust: TrustStore,
+    dev_mode: bool,
+    version: str | None = None,
+    platform: str | None = None,
+    threshold: int = 1,
+) -> Verdict:
+    """Decide whether plugin `name` (optionally at `version`, for `platform`) may run."""
+    if envelope is None:
+        if dev_mode:
+            return Verdict(
+                Status.UNSIGNED,
+                f"plugin {name} is unsigned and runs only because dev mode is on",
+                runs=True,
+            )
+        return _refused(
+            Status.UNSIGNED,
+            f"plugin {name} is unsigned (no signed manifest); only dev mode runs unsigned plugins",
+        )
+    # 1. the signed bytes, against trusted and unrevoked keys
+    try:
+        parsed = envelope_from_bytes(envelope, source=f"manifest of plugin {name}")
+    except SignatureError as err:
+        return _refused(Status.INVALID_SIGNATURE, str(err))
+    try:
+        verified = verify(
+            envelope,
+            trust.trusted_keys(),
+            threshold,
+            payload_type=MANIFEST_PAYLOAD_TYPE,
+            source=f"manifest of plugin {name}",
+        )
+    except SignatureError as err:
+        return _why_not_verified(name, parsed, trust, err)
+    key_id = verified.key_ids[0]
+    # 2. the manifest, parsed from exactly the verified bytes
+    try:
+        manifest = parse_manifest(verified.payload, source=f"signed manifest of plugin {name}")
+    except ManifestError as err:
+        return _refused(Status.INVALID_SIGNATURE, str(err), key_id)
+    # 3. it must be this plugin's manifest
+    claimed = f"{manifest.name} {manifest.version} ({manifest.platform})"
+    if manifest.name != name or (version is not None and manifest.version != version):
+        wanted = f"{name} {version}" if version else name
+        return _refused(
+            Status.INVALID_SIGNATURE,
+            f"plugin {wanted} carries the signed manifest of {claimed}, not its own",
+            key_id,
+        )
+    if platform is not None and manifest.platform not in ("any", platform):
+        return _refused(
+            Status.INVALID_SIGNATURE,
+            f"plugin {name} carries a manifest for platform {manifest.platform}, not {platform}",
+            key_id,
+        )
+    # 4. the artifact bytes
+    digest = hashlib.sha256(artifact).hexdigest()
+    if len(artifact) != manifest.artifact.size or not hmac.compare_digest(
+        digest, manifest.artifact.sha256
+    ):
+        return _refused(
+            Status.MODIFIED,
+            f"plugin {name}'s {manifest.artifact.filename} was modified: its SHA-256 is "
+            f"{digest[:12]}..., the signed manifest says {manifest.artifact.sha256[:12]}...",
+            key_id,
+        )
+    return Verdict(
+        Status.VERIFIED,
+        f"plugin {name} {manifest.version} is signed by key {key_id[:12]}...",
+        runs=True,
+        key_id=key_id,
+        trust_level=trust.level_of(key_id),
+        manifest=manifest,
+    )
