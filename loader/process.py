@@ -83,6 +83,8 @@ def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, st
         "PLUGIN_MAX_PORT": "25000",
         "PLUGIN_UNIX_SOCKET_DIR": socket_dir,
         "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", ""),
+        # a Python plugin run from a sealed copy has "/" as its script dir: never import from it
+        "PYTHONSAFEPATH": "1",
     }
 
 
