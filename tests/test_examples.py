@@ -10,7 +10,7 @@ import sqlite3
 import stat
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from loader.host_services import HostServices
 from loader.runtime import PluginHost, PluginSpec
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, wait_for
 
 PLUGINS = {
     "hosts": ("resolver",),
@@ -53,15 +53,6 @@ def conn(
     c.entity.domain = domain
     c.process.binary_path = binary
     return c
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from loader.process import PluginProcess
 from loader.runtime import PluginHost, PluginSpec, PluginState
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
-from tests.conftest import FAKE_PLUGIN
+from tests.conftest import FAKE_PLUGIN, wait_for
 
 ALL_TYPES = ("decider", "reporter", "resolver", "hook")
 
@@ -37,15 +37,6 @@ def conn(domain: str, binary: str = "/usr/bin/curl", cid: str = "c1") -> network
     c.entity.domain = domain
     c.process.binary_path = binary
     return c
-
-
-def wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

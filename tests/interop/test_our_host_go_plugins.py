@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from loader.errors import LoaderError
 from loader.host_services import HostServices
 from loader.runtime import PluginHost, PluginSpec, PluginState
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
+from tests.conftest import wait_for
 from tests.interop import gobuild
 
 if not gobuild.go_available():
@@ -86,15 +87,6 @@ def question(name: str, qtype: int) -> resolver_pb2.DNSQuestion:
     q = resolver_pb2.DNSQuestion(name=name, type=qtype)
     setattr(q, "class", 1)  # `class` is a Python keyword
     return q
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def pid_alive(pid: int) -> bool:
