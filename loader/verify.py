@@ -60,7 +60,7 @@ def _refused(status: Status, reason: str, key_id: str | None = None) -> Verdict:
 
 
 def _why_not_verified(
-    name: str, envelope: Envelope, trust: TrustStore, err: SignatureError
+    label: str, envelope: Envelope, trust: TrustStore, err: SignatureError
 ) -> Verdict:
     """Name the key problem when there is one; otherwise the signature is bad."""
     key_ids = [s.keyid for s in envelope.signatures]
@@ -68,23 +68,23 @@ def _why_not_verified(
     if revoked:
         return _refused(
             Status.REVOKED_KEY,
-            f"plugin {name} is signed by key {revoked[0][:12]}..., which is revoked",
+            f"{label} is signed by key {revoked[0][:12]}..., which is revoked",
             revoked[0],
         )
     unknown = [k for k in key_ids if not trust.is_trusted(k)]
     if unknown and len(unknown) == len(key_ids):
         return _refused(
             Status.UNTRUSTED_KEY,
-            f"plugin {name} is signed by key {unknown[0][:12]}..., which is not in your trust "
+            f"{label} is signed by key {unknown[0][:12]}..., which is not in your trust "
             f"store; run `pm-plugins keys trust` with that publisher's key if you trust it",
             unknown[0],
         )
-    return _refused(Status.INVALID_SIGNATURE, f"plugin {name}: {err}")
+    return _refused(Status.INVALID_SIGNATURE, f"{label}: {err}")
 
 
 def verify_plugin(
     *,
-    name: str,
+    name: str | None,
     envelope: bytes | None,
     artifact: bytes,
     trust: TrustStore,
@@ -93,21 +93,26 @@ def verify_plugin(
     platform: str | None = None,
     threshold: int = 1,
 ) -> Verdict:
-    """Decide whether plugin `name` (optionally at `version`, for `platform`) may run."""
+    """Decide whether plugin `name` (optionally at `version`, for `platform`) may run.
+
+    `name=None` checks a package whose name is not known yet (an install from a path): the
+    verified manifest then names the plugin, and the messages say "the package".
+    """
+    label = f"plugin {name}" if name is not None else "the package"
     if envelope is None:
         if dev_mode:
             return Verdict(
                 Status.UNSIGNED,
-                f"plugin {name} is unsigned and runs only because dev mode is on",
+                f"{label} is unsigned and runs only because dev mode is on",
                 runs=True,
             )
         return _refused(
             Status.UNSIGNED,
-            f"plugin {name} is unsigned (no signed manifest); only dev mode runs unsigned plugins",
+            f"{label} is unsigned (no signed manifest); only dev mode runs unsigned plugins",
         )
     # 1. the signed bytes, against trusted and unrevoked keys
     try:
-        parsed = envelope_from_bytes(envelope, source=f"manifest of plugin {name}")
+        parsed = envelope_from_bytes(envelope, source=f"manifest of {label}")
     except SignatureError as err:
         return _refused(Status.INVALID_SIGNATURE, str(err))
     try:
@@ -116,19 +121,21 @@ def verify_plugin(
             trust.trusted_keys(),
             threshold,
             payload_type=MANIFEST_PAYLOAD_TYPE,
-            source=f"manifest of plugin {name}",
+            source=f"manifest of {label}",
         )
     except SignatureError as err:
-        return _why_not_verified(name, parsed, trust, err)
+        return _why_not_verified(label, parsed, trust, err)
     key_id = verified.key_ids[0]
     # 2. the manifest, parsed from exactly the verified bytes
     try:
-        manifest = parse_manifest(verified.payload, source=f"signed manifest of plugin {name}")
+        manifest = parse_manifest(verified.payload, source=f"signed manifest of {label}")
     except ManifestError as err:
         return _refused(Status.INVALID_SIGNATURE, str(err), key_id)
     # 3. it must be this plugin's manifest
     claimed = f"{manifest.name} {manifest.version} ({manifest.platform})"
-    if manifest.name != name or (version is not None and manifest.version != version):
+    if name is None:
+        name = manifest.name
+    elif manifest.name != name or (version is not None and manifest.version != version):
         wanted = f"{name} {version}" if version else name
         return _refused(
             Status.INVALID_SIGNATURE,

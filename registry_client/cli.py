@@ -1,18 +1,548 @@
 """The `pm-plugins` command line: a thin layer over library calls.
 
-Each command parses, calls the library and formats. Every `PmPluginsError`-style refusal
-becomes a one-sentence `ClickException` in exactly one place (`_run`).
+Each command parses its arguments, calls the library and formats the answer (a table, or
+JSON with `--json`). Every refusal of ours (`KeysError`, `LoaderError`, `InstallError`,
+`PackageError`) becomes one sentence on stderr and exit code 1, in one place (`_refusals`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import click
+
+from keys import ed25519
+from keys.errors import KeysError
+from keys.store import LEVELS, TrustStore
+from loader.boot import plan_boot
+from loader.control import ControlServer, request
+from loader.errors import LoaderError
+from loader.home import Home, dev_mode_from, read_host_settings
+from loader.lockfile import read_lock
+from loader.plugins_json import read_plugins_json
+from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
+from loader.runtime import HOST_VERSION
+from registry_client.installer import InstallError, read_package, uninstall
+from registry_client.installer import install as install_release
+from registry_client.package import PackageError, build_package
+from registry_client.render import table
+
+
+@dataclass
+class Context:
+    home: Home
+    dev_mode_flag: bool
+
+    def dev_mode(self) -> bool:
+        return dev_mode_from(self.dev_mode_flag, read_host_settings(self.home.host_settings))
+
+    def trust(self) -> TrustStore:
+        return TrustStore.load(self.home.trust_store)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Our errors become one sentence and exit 1; nothing else is swallowed."""
+    try:
+        yield
+    except (KeysError, LoaderError, InstallError, PackageError) as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
 
 
 @click.group()
 @click.version_option(package_name="pm-plugins")
-def cli() -> None:
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State root (default: $PM_PLUGINS_HOME, else the platform's data directory).",
+)
+@click.option(
+    "--dev-mode",
+    is_flag=True,
+    help="Run unsigned plugins (with a warning). Also PM_PLUGINS_DEV_MODE=1.",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, dev_mode: bool) -> None:
     """Signed plugins for a Portmaster-like host: install, verify, boot."""
+    ctx.obj = Context(Home.locate(home), dev_mode)
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Publisher keys and the trust store."""
+
+
+def _passphrase(confirm: bool) -> bytes:
+    from_env = ed25519.passphrase_from_env()
+    if from_env is not None:
+        return from_env
+    if not sys.stdin.isatty():
+        raise click.ClickException(
+            f"a passphrase is needed: set {ed25519.PASSPHRASE_ENV} or run in a terminal"
+        )
+    text: str = click.prompt(
+        "Key passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    return text.encode()
+
+
+@keys.command("generate")
+@click.argument("name")
+@pass_ctx
+def keys_generate(ctx: Context, name: str) -> None:
+    """Make a new signing key NAME (encrypted with a passphrase) in the state root."""
+    with _refusals():
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise click.ClickException(f"{name!r} is not a key name (letters, digits, - and _)")
+        ctx.home.ensure()
+        ctx.home.keys_dir.mkdir(mode=0o700, exist_ok=True)
+        key = ed25519.generate()
+        path = ctx.home.keys_dir / f"{name}.key"
+        ed25519.save_private_key(path, key, _passphrase(confirm=True))
+        public = ed25519.public_key_to_text(key.public_key())
+        (ctx.home.keys_dir / f"{name}.pub").write_text(public + "\n")
+    click.echo(f"key {name}: {path}")
+    click.echo(f"key id {ed25519.key_id(key)}")
+    click.echo(f"public key {public}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def keys_list(ctx: Context, as_json: bool) -> None:
+    """Trusted publisher keys, revoked key ids, and your own keys."""
+    with _refusals():
+        store = ctx.trust()
+    own = sorted(p.stem for p in ctx.home.keys_dir.glob("*.key"))
+    data: dict[str, Any] = {
+        "trusted": [
+            {"key_id": k.key_id, "level": k.level, "label": k.label} for k in store.keys.values()
+        ],
+        "revoked": sorted(store.revoked),
+        "own": own,
+    }
+    rows = [[k["key_id"], k["level"], k["label"]] for k in data["trusted"]]
+    rows += [[kid, "REVOKED", ""] for kid in data["revoked"]]
+    text = table(["KEY ID", "LEVEL", "LABEL"], rows) if rows else "no trusted keys"
+    if own:
+        text += "\nyour keys: " + ", ".join(own)
+    _emit(data, as_json, text)
+
+
+def _public_key_arg(value: str) -> Any:
+    path = Path(value)
+    if path.is_file():
+        return ed25519.public_key_from_text(path.read_text().strip(), source=str(path))
+    return ed25519.public_key_from_text(value.strip(), source="the public key given")
+
+
+@keys.command("trust")
+@click.argument("public_key")
+@click.option("--level", type=click.Choice(LEVELS), default="community", show_default=True)
+@click.option("--label", default="", help="Who this key belongs to.")
+@pass_ctx
+def keys_trust(ctx: Context, public_key: str, level: str, label: str) -> None:
+    """Trust a publisher's PUBLIC_KEY (base64 text, or a file holding it)."""
+    with _refusals():
+        store = ctx.trust()
+        entry = store.trust(_public_key_arg(public_key), level, label)
+        ctx.home.ensure()
+        store.save(ctx.home.trust_store)
+    click.echo(f"trusted key {entry.key_id} ({level}{', ' + label if label else ''})")
+
+
+@keys.command("untrust")
+@click.argument("key_id")
+@pass_ctx
+def keys_untrust(ctx: Context, key_id: str) -> None:
+    """Stop trusting KEY_ID (it can be trusted again later)."""
+    with _refusals():
+        store = ctx.trust()
+        store.untrust(key_id)
+        store.save(ctx.home.trust_store)
+    click.echo(f"key {key_id} is no longer trusted")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@pass_ctx
+def keys_revoke(ctx: Context, key_id: str) -> None:
+    """Revoke KEY_ID for good: nothing it signed runs or installs again."""
+    with _refusals():
+        store = ctx.trust()
+        store.revoke(key_id)
+        ctx.home.ensure()
+        store.save(ctx.home.trust_store)
+    click.echo(f"key {key_id} is revoked")
+
+
+@keys.command("export")
+@click.argument("name")
+@pass_ctx
+def keys_export(ctx: Context, name: str) -> None:
+    """Print the public key of your key NAME (to give to users who trust you)."""
+    path = ctx.home.keys_dir / f"{name}.pub"
+    if not path.is_file():
+        raise click.ClickException(f"you have no key named {name} (no {path})")
+    click.echo(path.read_text().strip())
+
+
+# -- packages and installs ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"))
+@pass_ctx
+def package(ctx: Context, directory: Path, key_path: Path, out: Path) -> None:
+    """Sign the plugin in DIRECTORY (plugin.toml + executable) into a package under --out.
+
+    --key is a key file, or the name of one of your keys (`keys generate`).
+    """
+    with _refusals():
+        if not key_path.exists() and (ctx.home.keys_dir / f"{key_path}.key").exists():
+            key_path = ctx.home.keys_dir / f"{key_path}.key"
+        key = ed25519.load_private_key(key_path, _passphrase(confirm=False))
+        made = build_package(directory, key, out)
+    click.echo(f"packaged {made} (signed by key {ed25519.key_id(key)[:12]}...)")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@pass_ctx
+def install(ctx: Context, targets: tuple[str, ...]) -> None:
+    """Install packages: ./PATH of a package directory (or, in dev mode, a plugin source)."""
+    for target in targets:
+        path = Path(target)
+        if not (path.exists() or "/" in target):
+            raise click.ClickException(
+                f"{target} is not a path; installing by name needs a registry "
+                f"(`pm-plugins registry add`)"
+            )
+        with _refusals():
+            release = read_package(path, trust=ctx.trust(), dev_mode=ctx.dev_mode())
+            result = install_release(ctx.home, release)
+        how = (
+            f"signed by {result.key_id[:12]}... ({result.trust_level})"
+            if result.key_id
+            else "UNSIGNED (dev mode)"
+        )
+        verb = "already installed" if result.unchanged else "installed"
+        if result.replaced:
+            verb = f"upgraded from {result.replaced}"
+        click.echo(f"{result.name} {result.version}: {verb}, {how}")
+        for name in result.missing:
+            click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
+
+
+@cli.command("uninstall")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even if other plugins need it.")
+@pass_ctx
+def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
+    """Remove plugin NAME (refused while another installed plugin needs it)."""
+    with _refusals():
+        plan = plan_boot(
+            ctx.home,
+            trust=ctx.trust(),
+            dev_mode=True,
+            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+        )
+        dependents = [
+            row.name
+            for row in plan.plugins
+            if row.manifest is not None
+            and row.name != name
+            and any(dep == name for dep, _ in row.manifest.requires.plugins)
+        ]
+        version = uninstall(ctx.home, name, dependents=dependents, force=force)
+    click.echo(f"uninstalled {name} {version}")
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """Installed plugins: what plugins.json configures and what the lock records."""
+    with _refusals():
+        entries = read_plugins_json(ctx.home.plugins_json)
+        locked = read_lock(ctx.home.lock_file)
+    data: list[dict[str, Any]] = [
+        {
+            "name": e.name,
+            "version": e.version or (locked[e.name].version if e.name in locked else None),
+            "types": list(e.types),
+            "enabled": e.enabled,
+            "privileged": e.privileged,
+            "signer": locked[e.name].signer if e.name in locked else None,
+        }
+        for e in entries
+    ]
+    rows = [
+        [
+            d["name"],
+            d["version"] or "-",
+            ",".join(d["types"]),
+            "yes" if d["enabled"] else "no",
+            (d["signer"] or "unsigned")[:12],
+        ]
+        for d in data
+    ]
+    _emit(
+        data,
+        as_json,
+        table(["NAME", "VERSION", "TYPES", "ENABLED", "SIGNER"], rows)
+        if rows
+        else "no plugins installed",
+    )
+
+
+# -- verify, boot, status, query ------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def verify(ctx: Context, as_json: bool) -> None:
+    """Run the loader's checks without booting: one row per configured plugin."""
+    with _refusals():
+        dev_mode = ctx.dev_mode()
+        plan = plan_boot(
+            ctx.home,
+            trust=ctx.trust(),
+            dev_mode=dev_mode,
+            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+            locked_versions={n: e.version for n, e in read_lock(ctx.home.lock_file).items()},
+        )
+    data = {
+        "dev_mode": dev_mode,
+        "error": plan.error,
+        "plugins": [
+            {
+                "name": r.name,
+                "version": r.version,
+                "status": r.status.value,
+                "runs": r.runs,
+                "key_id": r.key_id,
+                "trust_level": r.trust_level,
+                "reason": r.reason,
+            }
+            for r in plan.plugins
+        ],
+    }
+    rows = [[r.name, r.version or "-", r.status.value, r.reason] for r in plan.plugins]
+    text = table(["NAME", "VERSION", "STATUS", "REASON"], rows) if rows else "no plugins configured"
+    if plan.error:
+        text = f"plugins.json refused: {plan.error}"
+    _emit(data, as_json, text)
+    if not plan.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--enable", "enable", multiple=True, help="Start a module that is off by default.")
+@pass_ctx
+def boot(ctx: Context, enable: tuple[str, ...]) -> None:
+    """Boot the reference host (core modules + verified plugins) and serve until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with _refusals():
+        settings = read_host_settings(ctx.home.host_settings)
+        dev_mode = dev_mode_from(ctx.dev_mode_flag, settings)
+        if dev_mode:
+            click.secho(
+                "WARNING: dev mode is on: unsigned plugins will run", fg="red", bold=True, err=True
+            )
+        off = tuple(m for m in (*OFF_BY_DEFAULT, *settings.disabled_modules) if m not in enable)
+        ctx.home.ensure()
+        host = ReferenceHost(ctx.home, dev_mode=dev_mode, disabled=off)
+        server = ControlServer(ctx.home.control_socket, lambda req: _handle(host, req))
+        server.start()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        host.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        host.boot()
+        click.echo(_status_text(host.status()))
+        click.echo(f"host is up; control socket {ctx.home.control_socket}", err=True)
+        sys.stdout.flush()
+        while not host.wait(0.5):
+            pass
+    finally:
+        server.close()
+        host.shutdown()
+        click.echo("host stopped", err=True)
+
+
+def _handle(host: ReferenceHost, req: dict[str, Any]) -> Any:
+    op = req["op"]
+    if op == "status":
+        return host.status()
+    if op == "dns":
+        return host.resolve(str(req["name"]), str(req.get("type", "A")))
+    if op == "connection":
+        return host.decide(
+            binary=str(req["binary"]),
+            domain=str(req.get("domain", "")),
+            ip=str(req.get("ip", "")),
+            port=int(req.get("port", 0)),
+            protocol=int(req.get("protocol", 6)),
+            inbound=bool(req.get("inbound", False)),
+        )
+    if op == "disable":
+        return {"stopped": host.disable(str(req["module"]))}
+    if op == "enable":
+        host.enable(str(req["module"]))
+        return {}
+    if op == "stop":
+        host.request_stop()
+        return {}
+    raise ValueError(f"unknown request {op!r}")
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    rows = [
+        [
+            m["name"],
+            m["kind"],
+            m["state"],
+            m.get("version") or "-",
+            m.get("signer") or "-",
+            str(m["pid"] or "-"),
+            str(m["restarts"]),
+            m["reason"],
+        ]
+        for m in status["modules"]
+    ]
+    head = ["MODULE", "KIND", "STATE", "VERSION", "SIGNER", "PID", "RESTARTS", "REASON"]
+    text = table(head, rows)
+    if status.get("dev_mode"):
+        text = "DEV MODE: unsigned plugins run\n" + text
+    if status.get("plugins_json_error"):
+        text += f"\nplugins.json refused: {status['plugins_json_error']}"
+    return text
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Modules and plugins of the booted host."""
+    with _refusals():
+        result = request(ctx.home.control_socket, "status")
+    _emit(result, as_json, _status_text(result))
+
+
+@cli.group()
+def query() -> None:
+    """Ask the booted host to resolve a name or decide a connection."""
+
+
+@query.command("dns")
+@click.argument("name")
+@click.option("--type", "qtype", default="A", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def query_dns(ctx: Context, name: str, qtype: str, as_json: bool) -> None:
+    """Resolve NAME through the resolver plugins, then the system resolver."""
+    with _refusals():
+        result = request(ctx.home.control_socket, "dns", name=name, type=qtype)
+    records = result["records"]
+    lines = [f"{r['name']} {r['ttl']} {result['type']} {r['data']}" for r in records]
+    if not records:
+        lines = [f"{result['name']}: no records (rcode {result['rcode']})"]
+    lines.append(f";; answered by {result['answered_by']}")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@query.command("connection")
+@click.option("--binary", required=True, help="The program's path.")
+@click.option("--domain", default="")
+@click.option("--ip", default="")
+@click.option("--port", default=0, type=int)
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
+@click.option("--inbound", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def query_connection(
+    ctx: Context,
+    binary: str,
+    domain: str,
+    ip: str,
+    port: int,
+    protocol: str,
+    inbound: bool,
+    as_json: bool,
+) -> None:
+    """Decide a connection through the decider plugins."""
+    with _refusals():
+        result = request(
+            ctx.home.control_socket,
+            "connection",
+            binary=binary,
+            domain=domain,
+            ip=ip,
+            port=port,
+            protocol=6 if protocol == "tcp" else 17,
+            inbound=inbound,
+        )
+    by = f" (by {result['by']})" if result["by"] else ""
+    _emit(result, as_json, f"{result['verdict']}{by}: {result['reason']}")
+
+
+@cli.group()
+def module() -> None:
+    """Turn modules of the booted host off and on (dependents follow)."""
+
+
+@module.command("disable")
+@click.argument("name")
+@pass_ctx
+def module_disable(ctx: Context, name: str) -> None:
+    with _refusals():
+        result = request(ctx.home.control_socket, "disable", module=name)
+    stopped = result["stopped"]
+    click.echo(f"{name} disabled" + (f"; stopped {', '.join(stopped)}" if stopped else ""))
+
+
+@module.command("enable")
+@click.argument("name")
+@pass_ctx
+def module_enable(ctx: Context, name: str) -> None:
+    with _refusals():
+        request(ctx.home.control_socket, "enable", module=name)
+    click.echo(f"{name} enabled")
+
+
+@cli.command()
+@pass_ctx
+def stop(ctx: Context) -> None:
+    """Stop the booted host."""
+    with _refusals():
+        request(ctx.home.control_socket, "stop")
+    click.echo("host is stopping")
 
 
 def main() -> None:

@@ -1,0 +1,158 @@
+"""The booted host's control socket: `status`, `query` and module switches from another shell.
+
+Why this exists: `pm-plugins boot` keeps running; the user asks it questions from another
+terminal. The channel is a unix socket in a 0700 directory, the socket itself 0600, and
+every connection's peer uid (SO_PEERCRED) must be the host's own: only its owner can ask.
+
+One request per connection: a JSON object on one line (`{"op": "status"}`), answered by
+one JSON line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "one sentence"}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loader.errors import LoaderError
+
+MAX_REQUEST = 64 * 1024
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class ControlError(LoaderError):
+    """The control socket could not be reached, or the host refused the request."""
+
+
+class ControlServer:
+    """Serves requests on `path` until `close()`; one thread per connection."""
+
+    def __init__(self, path: Path, handler: Handler) -> None:
+        self.path = path
+        self._handler = handler
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        if self.path.exists():
+            if _alive(self.path):
+                raise ControlError(f"a host is already running here ({self.path} answers)")
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(16)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._accept, name="control", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _accept(self) -> None:
+        while self._sock is not None:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                if _peer_uid(conn) != os.getuid():
+                    self._reply(conn, {"ok": False, "error": "only the host's owner may ask"})
+                    return
+                request = json.loads(_read_line(conn))
+                if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+                    raise ValueError('a request is a JSON object with a string "op"')
+                reply: dict[str, Any] = {"ok": True, "result": self._handler(request)}
+            except (LoaderError, ValueError, LookupError, TypeError) as err:
+                reply = {"ok": False, "error": str(err).strip("'\"")}
+            except OSError:
+                return
+            self._reply(conn, reply)
+
+    @staticmethod
+    def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def request(path: Path, op: str, timeout: float = 30.0, **args: Any) -> Any:
+    """Ask the host listening on `path`; returns its result or raises `ControlError`."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            raise ControlError(
+                f"no host is running for this state root ({path} does not answer); "
+                f"start one with `pm-plugins boot`"
+            ) from err
+        except PermissionError as err:
+            raise ControlError(f"{path} belongs to another user") from err
+        sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
+        line = _read_line(sock)
+    except OSError as err:
+        raise ControlError(f"the host at {path} did not answer ({err})") from err
+    finally:
+        sock.close()
+    try:
+        reply = json.loads(line)
+    except ValueError as err:
+        raise ControlError(f"the host at {path} answered something that is not JSON") from err
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "the host refused the request")))
+    return reply.get("result")
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST * 16:
+            raise ValueError("the message is too large")
+    return data
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def _alive(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

@@ -1,0 +1,336 @@
+"""The reference host behind `pm-plugins boot`: core modules that make plugins real.
+
+Why this exists: plugins are only meaningful next to the host modules they extend. The
+reference host registers, in one `ModuleManager`:
+
+- core modules `config`, `notifications`, `firewall` (decider chain, default verdict,
+  reporters), `resolver` (resolver plugins, then the system resolver), `auth` (hook
+  pipeline) and `spn` (off by default);
+- every plugin the loader verified (`loader.boot.plan_boot`), needing the host modules and
+  plugins its signed manifest requires. Each runs from a sealed in-memory copy of the
+  verified bytes, so a file swapped after verification is never executed.
+
+It answers status, DNS and connection questions (the control socket calls these), and can
+disable and enable modules at run time (dependents stop first and come back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from keys.store import TrustStore
+from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
+from loader.errors import LoaderError
+from loader.home import Home
+from loader.lockfile import read_lock
+from loader.modules import ModuleManager, ModuleState
+from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
+from loader.sealed import SealedExecutable, seal
+from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
+
+__all__ = ["CORE_MODULES", "OFF_BY_DEFAULT", "ModuleUnavailableError", "ReferenceHost", "seal"]
+
+log = logging.getLogger("pm_plugins.host")
+
+#: The host's own modules and what each needs. `spn` is off unless enabled.
+CORE_MODULES: dict[str, tuple[str, ...]] = {
+    "config": (),
+    "notifications": ("config",),
+    "firewall": ("config",),
+    "resolver": ("config",),
+    "auth": ("config",),
+    "spn": ("firewall", "resolver"),
+}
+OFF_BY_DEFAULT = ("spn",)
+
+TYPE_NUMBERS = {"A": 1, "NS": 2, "CNAME": 5, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
+VERDICT_NAMES = {
+    v.number: v.name.removeprefix("VERDICT_").lower() for v in network_pb2.Verdict.DESCRIPTOR.values
+}
+
+
+class ModuleUnavailableError(LoaderError):
+    """A question reached a module that is not running."""
+
+
+@dataclass
+class _CoreModule:
+    """A core module's switch; its work is done by the host's methods below."""
+
+    name: str
+    running: bool = False
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self) -> None:
+        self.running = False
+
+
+class ReferenceHost:
+    """Core modules plus verified plugins, booted in dependency order."""
+
+    def __init__(
+        self,
+        home: Home,
+        *,
+        dev_mode: bool,
+        trust: TrustStore | None = None,
+        disabled: tuple[str, ...] = OFF_BY_DEFAULT,
+        plugin_host: PluginHost | None = None,
+    ) -> None:
+        self.home = home
+        self.dev_mode = dev_mode
+        self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
+        self.disabled = disabled
+        self.plugins = plugin_host or PluginHost(base_directory=str(home.root))
+        self.modules = ModuleManager()
+        self.core = {name: _CoreModule(name) for name in CORE_MODULES}
+        self.plan = BootPlan([])
+        self._sealed: dict[str, SealedExecutable] = {}
+        self._rows: dict[str, PlannedPlugin] = {}
+        self._stop_requested = threading.Event()
+
+    # -- boot and shutdown ----------------------------------------------------------------------
+
+    def boot(self) -> BootPlan:
+        """Verify, register and start everything that may run. Never raises for a plugin."""
+        self.plan = plan_boot(
+            self.home,
+            trust=self.trust,
+            dev_mode=self.dev_mode,
+            core_modules={name: HOST_VERSION for name in CORE_MODULES},
+            locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
+        )
+        if self.plan.error:
+            log.error("no plugin starts: %s", self.plan.error)
+        for name, needs in CORE_MODULES.items():
+            core = self.core[name]
+            self.modules.register(
+                name, needs, core.start, core.stop, disabled=name in self.disabled
+            )
+        for row in self.plan.plugins:
+            self._rows[row.name] = row
+            if not row.runs:
+                log.error("refused: %s", row.reason)
+                continue
+            self._register_plugin(row)
+        self.modules.start_all()
+        return self.plan
+
+    def _register_plugin(self, row: PlannedPlugin) -> None:
+        assert row.artifact is not None
+        if row.status is PlanStatus.UNSIGNED:
+            log.warning(
+                "DEV MODE: plugin %s is UNSIGNED and runs only because dev mode is on", row.name
+            )
+        try:
+            sealed = seal(row.artifact, row.name)
+        except LoaderError as err:
+            row.status, row.reason = PlanStatus.MODIFIED, str(err)
+            return
+        row.artifact = None  # the sealed copy is what runs; drop ours
+        self._sealed[row.name] = sealed
+        entry = row.entry
+        self.plugins.add(
+            PluginSpec(
+                name=row.name,
+                argv=sealed.argv,
+                types=row.types,
+                privileged=entry.privileged,
+                static_config=entry.config,
+                disable_autostart=entry.disable_autostart,
+                version=row.version or "",
+                pass_fds=sealed.pass_fds,
+            )
+        )
+        name = row.name
+        self.modules.register(
+            name,
+            row.needs,
+            lambda: self._start_plugin(name),
+            lambda: self.plugins.stop(name),
+            kind="plugin",
+            disabled=entry.disable_autostart,
+        )
+
+    def _start_plugin(self, name: str) -> None:
+        self.plugins.start(name)
+
+    def shutdown(self) -> None:
+        """Stop every module, plugins before what they need; release the sealed copies."""
+        self.modules.stop_all()
+        self.plugins.stop_all()
+        for sealed in self._sealed.values():
+            sealed.close()
+        self._sealed.clear()
+
+    def request_stop(self) -> None:
+        """Ask `pm-plugins boot` to shut the host down (a signal or `pm-plugins stop`)."""
+        self._stop_requested.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether a stop was requested within `timeout`."""
+        return self._stop_requested.wait(timeout)
+
+    # -- run-time switches ------------------------------------------------------------------
+
+    def disable(self, name: str) -> list[str]:
+        """Turn a module off; returns the dependents stopped with it."""
+        return self.modules.disable(name)
+
+    def enable(self, name: str) -> None:
+        self.modules.enable(name)
+
+    # -- questions --------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Every module and every configured plugin: state, version, signer, pid, restarts."""
+        rows: list[dict[str, Any]] = []
+        for module in self.modules.modules():
+            row: dict[str, Any] = {
+                "name": module.name,
+                "kind": module.kind,
+                "state": module.state.value,
+                "reason": module.reason,
+            }
+            if module.kind == "core":
+                row |= {"version": HOST_VERSION, "signer": "host", "pid": None, "restarts": 0}
+            else:
+                row |= self._plugin_status(module.name, module.state)
+            rows.append(row)
+        registered = {m.name for m in self.modules.modules()}
+        for planned in self.plan.plugins:
+            if planned.name not in registered:
+                rows.append(
+                    {
+                        "name": planned.name,
+                        "kind": "plugin",
+                        "state": "refused",
+                        "reason": planned.reason,
+                        "version": planned.version,
+                        "signer": _signer(planned),
+                        "verification": planned.status.value,
+                        "pid": None,
+                        "restarts": 0,
+                    }
+                )
+        return {
+            "dev_mode": self.dev_mode,
+            "host_version": HOST_VERSION,
+            "plugins_json_error": self.plan.error,
+            "modules": rows,
+        }
+
+    def _plugin_status(self, name: str, state: ModuleState) -> dict[str, Any]:
+        planned = self._rows[name]
+        instance = self.plugins.get(name)
+        out: dict[str, Any] = {
+            "version": planned.version,
+            "signer": _signer(planned),
+            "verification": planned.status.value,
+            "pid": instance.pid,
+            "restarts": getattr(instance, "restarts", 0),
+        }
+        if state is ModuleState.RUNNING and instance.state is not PluginState.RUNNING:
+            out["state"] = instance.state.value  # crashed, restarting or failed since
+            out["reason"] = instance.reason
+        return out
+
+    def resolve(self, name: str, qtype: str = "A") -> dict[str, Any]:
+        """Resolve through resolver plugins, then the system resolver."""
+        if not self.core["resolver"].running:
+            raise ModuleUnavailableError("the resolver module is not running")
+        number = TYPE_NUMBERS.get(qtype.upper())
+        if number is None:
+            raise ValueError(f"unknown DNS type {qtype!r} (known: {', '.join(TYPE_NUMBERS)})")
+        fqdn = name if name.endswith(".") else name + "."
+        question = resolver_pb2.DNSQuestion(name=fqdn, type=number, **{"class": 1})
+        resolution = self.plugins.resolve(question)
+        if resolution is not None:
+            return {
+                "name": fqdn,
+                "type": qtype.upper(),
+                "answered_by": resolution.plugin,
+                "rcode": resolution.response.rcode,
+                "records": [_record(rr) for rr in resolution.response.rrs],
+            }
+        return _system_resolve(fqdn, qtype.upper())
+
+    def decide(
+        self,
+        *,
+        binary: str,
+        domain: str = "",
+        ip: str = "",
+        port: int = 0,
+        protocol: int = 6,
+        inbound: bool = False,
+    ) -> dict[str, Any]:
+        """The firewall's verdict on one connection: the decider chain, else the default."""
+        if not self.core["firewall"].running:
+            raise ModuleUnavailableError("the firewall module is not running")
+        conn = network_pb2.Connection(id=f"query-{threading.get_ident()}", inbound=inbound)
+        conn.process.binary_path = binary
+        conn.entity.domain = domain if not domain or domain.endswith(".") else domain + "."
+        conn.entity.ip = ip
+        conn.entity.port = port
+        conn.entity.protocol = protocol
+        conn.ip_protocol = protocol
+        result = self.plugins.decide(conn)
+        verdict, reason, by = result.verdict, result.reason, result.plugin
+        if verdict == network_pb2.VERDICT_UNDECIDED:
+            verdict, reason, by = network_pb2.VERDICT_ACCEPT, "no decider decided: default", None
+        conn.verdict = verdict  # type: ignore[assignment]
+        with contextlib.suppress(Exception):
+            self.plugins.report(conn)
+        return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
+
+
+def _lock_or_empty(home: Home) -> dict[str, Any]:
+    try:
+        return read_lock(home.lock_file)
+    except LoaderError as err:
+        log.error("%s; choosing versions without it", err)
+        return {}
+
+
+def _signer(row: PlannedPlugin) -> str:
+    if row.status is PlanStatus.UNSIGNED:
+        return "unsigned (dev mode)" if row.runs else "unsigned"
+    if row.key_id:
+        return f"{row.key_id[:12]} ({row.trust_level or 'untrusted'})"
+    return "-"
+
+
+def _record(rr: resolver_pb2.DNSRR) -> dict[str, Any]:
+    data: str
+    if rr.type == 1 and len(rr.data) == 4:
+        data = str(ipaddress.IPv4Address(rr.data))
+    elif rr.type == 28 and len(rr.data) == 16:
+        data = str(ipaddress.IPv6Address(rr.data))
+    else:
+        data = rr.data.decode("utf-8", "replace")
+    return {"name": rr.name, "type": rr.type, "ttl": rr.ttl, "data": data}
+
+
+def _system_resolve(fqdn: str, qtype: str) -> dict[str, Any]:
+    family = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}.get(qtype)
+    base = {"name": fqdn, "type": qtype, "answered_by": "system"}
+    if family is None:
+        return base | {"rcode": 4, "records": []}  # NOTIMP: the system resolver does A/AAAA
+    try:
+        infos = socket.getaddrinfo(fqdn.rstrip("."), None, family, socket.SOCK_STREAM)
+    except socket.gaierror:
+        return base | {"rcode": 3, "records": []}
+    addresses = sorted({str(info[4][0]) for info in infos})
+    return base | {
+        "rcode": 0,
+        "records": [{"name": fqdn, "type": qtype, "ttl": 0, "data": a} for a in addresses],
+    }

@@ -1,0 +1,294 @@
+"""Install and remove plugin releases in the state root, atomically and one at a time.
+
+Why this exists: the user's promise is "nothing half-installed, ever". An install:
+
+1. takes the state root's file lock (concurrent runs wait for each other);
+2. reads the package's manifest and artifact once and verifies them with the loader's own
+   check (`verify_plugin`: signature, trust, revocation, platform, SHA-256);
+3. writes exactly those bytes into a staging directory next to `plugins/`, fsyncs, and
+   renames it to `plugins/<name>/<version>/` (a rename is atomic);
+4. only then replaces `plugins.json` and `plugins.lock` (each atomically), and last removes
+   the release it replaced.
+
+A crash before step 4 leaves the old plugins.json pointing at the old release, which is
+still on disk; a crash after it leaves the new state. The installer is also what `install
+NAME` of the registry uses once it has downloaded a package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keys.store import TrustStore
+from loader.boot import (
+    MANIFEST_FILE,
+    MAX_ARTIFACT_BYTES,
+    MAX_MANIFEST_BYTES,
+    artifact_path,
+    this_platform,
+)
+from loader.errors import LoaderError
+from loader.home import Home
+from loader.lockfile import Locked, read_lock, write_lock
+from loader.manifest import Manifest
+from loader.plugins_json import PluginEntry, read_plugins_json, write_plugins_json
+from loader.sealed import read_once
+from loader.verify import verify_plugin
+from registry_client.package import SOURCE_FILE, PackageError, read_source
+
+
+class InstallError(Exception):
+    """An install or removal was refused; nothing was changed. One sentence."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """Verified bytes ready to be installed."""
+
+    name: str
+    version: str
+    types: tuple[str, ...]
+    artifact_name: str
+    artifact: bytes
+    envelope: bytes | None  # None: unsigned (dev mode only)
+    key_id: str | None
+    trust_level: str | None
+    manifest: Manifest | None
+
+
+@dataclass
+class InstallResult:
+    name: str
+    version: str
+    directory: Path
+    key_id: str | None
+    trust_level: str | None
+    replaced: str | None = None  # the version it replaced
+    unchanged: bool = False  # the same release was already installed
+    missing: list[str] = field(default_factory=list)  # required plugins not configured
+
+
+@contextlib.contextmanager
+def mutation_lock(home: Home) -> Iterator[None]:
+    """Hold the state root's file lock: one install, upgrade or removal at a time."""
+    home.ensure()
+    fd = os.open(home.mutation_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_package(path: Path, *, trust: TrustStore, dev_mode: bool) -> Release:
+    """Read a package directory (or, in dev mode, a plugin source directory) and verify it."""
+    if not path.is_dir():
+        raise InstallError(f"{path} is not a package directory")
+    if not (path / MANIFEST_FILE).exists():
+        if (path / SOURCE_FILE).exists():
+            return _read_source(path, dev_mode)
+        raise InstallError(f"{path} is not a package: it has no {MANIFEST_FILE}")
+    try:
+        envelope = read_once(path / MANIFEST_FILE, MAX_MANIFEST_BYTES)
+        artifact_file = artifact_path(path, path.name)
+        artifact = read_once(artifact_file, MAX_ARTIFACT_BYTES)
+    except LoaderError as err:
+        raise InstallError(str(err)) from err
+    verdict = verify_plugin(
+        name=None,
+        envelope=envelope,
+        artifact=artifact,
+        trust=trust,
+        dev_mode=dev_mode,
+        platform=this_platform(),
+    )
+    manifest = verdict.manifest
+    if not verdict.runs or manifest is None:
+        raise InstallError(f"refusing to install {path}: {verdict.reason}")
+    if manifest.artifact.filename != artifact_file.name:
+        raise InstallError(
+            f"refusing to install {path}: its artifact is named {artifact_file.name}, the "
+            f"signed manifest says {manifest.artifact.filename}"
+        )
+    return Release(
+        manifest.name,
+        manifest.version,
+        manifest.types,
+        artifact_file.name,
+        artifact,
+        envelope,
+        verdict.key_id,
+        verdict.trust_level,
+        manifest,
+    )
+
+
+def _read_source(path: Path, dev_mode: bool) -> Release:
+    if not dev_mode:
+        raise InstallError(
+            f"{path} is a plugin source directory, not a signed package; package it with "
+            f"`pm-plugins package {path} --key KEY`, or install it unsigned with --dev-mode"
+        )
+    try:
+        source = read_source(path)
+    except PackageError as err:
+        raise InstallError(str(err)) from err
+    m = source.manifest
+    return Release(
+        m.name, m.version, m.types, m.artifact.filename, source.executable, None, None, None, m
+    )
+
+
+def install(home: Home, release: Release) -> InstallResult:
+    """Put `release` in place and make plugins.json and plugins.lock name it."""
+    with mutation_lock(home):
+        entries = read_plugins_json(home.plugins_json)
+        locked = read_lock(home.lock_file)
+        final = home.release_dir(release.name, release.version)
+        previous = locked.get(release.name)
+        digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
+        result = InstallResult(
+            release.name, release.version, final, release.key_id, release.trust_level
+        )
+        if previous is not None and previous.version != release.version:
+            result.replaced = previous.version
+        if _same_release(final, release):
+            result.unchanged = True
+        else:
+            _put_in_place(home, final, release)
+        entries = _with_entry(entries, release)
+        locked[release.name] = Locked(release.version, digest, release.key_id)
+        write_plugins_json(home.plugins_json, entries)
+        write_lock(home.lock_file, locked)
+        _remove_other_versions(home, release.name, keep=release.version)
+        configured = {e.name for e in entries}
+        if release.manifest is not None:
+            needed = [n for n, _ in release.manifest.requires.plugins]
+            result.missing = [n for n in needed if n not in configured]
+        return result
+
+
+def uninstall(home: Home, name: str, *, dependents: list[str], force: bool = False) -> str:
+    """Remove plugin `name` (its entry, lock line and files); returns the removed version.
+
+    `dependents` are the installed plugins that require it: refused unless `force`.
+    """
+    with mutation_lock(home):
+        entries = read_plugins_json(home.plugins_json)
+        locked = read_lock(home.lock_file)
+        if name not in locked and all(e.name != name for e in entries):
+            raise InstallError(f"plugin {name} is not installed")
+        if dependents and not force:
+            raise InstallError(
+                f"plugin {name} is required by {', '.join(sorted(dependents))}; uninstall "
+                f"those first or pass --force"
+            )
+        version = locked[name].version if name in locked else "?"
+        write_plugins_json(home.plugins_json, [e for e in entries if e.name != name])
+        locked.pop(name, None)
+        write_lock(home.lock_file, locked)
+        _remove_tree(home, home.plugins_dir / name)
+        return version
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _sha256(release: Release) -> str:
+    return hashlib.sha256(release.artifact).hexdigest()
+
+
+def _same_release(final: Path, release: Release) -> bool:
+    """Whether `final` already holds exactly these bytes (a repeated install is a no-op)."""
+    try:
+        same_artifact = (final / release.artifact_name).read_bytes() == release.artifact
+        manifest = final / MANIFEST_FILE
+        same_manifest = (
+            manifest.read_bytes() == release.envelope
+            if release.envelope is not None
+            else not manifest.exists()
+        )
+    except OSError:
+        return False
+    others = {p.name for p in final.iterdir()} - {release.artifact_name, MANIFEST_FILE}
+    return same_artifact and same_manifest and not others
+
+
+def _put_in_place(home: Home, final: Path, release: Release) -> None:
+    home.plugins_dir.mkdir(mode=0o755, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home.plugins_dir))
+    try:
+        _write(staging / release.artifact_name, release.artifact, 0o755)
+        if release.envelope is not None:
+            _write(staging / MANIFEST_FILE, release.envelope, 0o644)
+        os.chmod(staging, 0o755)
+        _fsync_dir(staging)
+        final.parent.mkdir(mode=0o755, exist_ok=True)
+        if final.exists():  # the same version with other bytes: swap it out
+            _remove_tree(home, final)
+        os.rename(staging, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(home: Home, path: Path) -> None:
+    """Rename aside first (atomic), then delete: no half-deleted release under its name."""
+    if not path.exists():
+        return
+    trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=home.plugins_dir))
+    os.rename(path, trash / "gone")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _remove_other_versions(home: Home, name: str, keep: str) -> None:
+    base = home.plugins_dir / name
+    for item in base.iterdir():
+        if item.name != keep:
+            _remove_tree(home, item)
+
+
+def _with_entry(entries: list[PluginEntry], release: Release) -> list[PluginEntry]:
+    """plugins.json with `release` named: an existing entry keeps its config and choices."""
+    out = []
+    found = False
+    for entry in entries:
+        if entry.name == release.name:
+            found = True
+            entry = PluginEntry(
+                entry.name,
+                entry.types,
+                entry.config,
+                entry.privileged,
+                entry.disable_autostart,
+                release.version,
+            )
+        out.append(entry)
+    if not found:
+        out.append(PluginEntry(release.name, release.types, version=release.version))
+    return out

@@ -1,0 +1,350 @@
+"""The loader at boot: verification refusals, dependencies, dev mode, and the reference host.
+
+Every state root here is real: keys generated, packages signed, installed through the
+installer, plugins started as processes from sealed copies of the verified bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keys.store import TrustStore
+from loader import reference_host
+from loader.boot import BootPlan, PlanStatus, plan_boot
+from loader.home import Home
+from loader.reference_host import CORE_MODULES, ReferenceHost
+from loader.runtime import HOST_VERSION
+from loader.sealed import SealedExecutable
+from tests.boot_helpers import (
+    Publisher,
+    install_signed,
+    new_publisher,
+    set_config,
+    trust,
+    write_source,
+)
+from tests.conftest import EXAMPLES, wait_for
+
+CORE = dict.fromkeys(CORE_MODULES, HOST_VERSION)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    h = Home(tmp_path / "home")
+    h.ensure()
+    return h
+
+
+@pytest.fixture
+def publisher(home: Home) -> Publisher:
+    p = new_publisher()
+    trust(home, p)
+    return p
+
+
+def plan(home: Home, dev_mode: bool = False) -> BootPlan:
+    return plan_boot(
+        home, trust=TrustStore.load(home.trust_store), dev_mode=dev_mode, core_modules=CORE
+    )
+
+
+def row(result: BootPlan, name: str) -> tuple[PlanStatus, str]:
+    (found,) = [r for r in result.plugins if r.name == name]
+    return found.status, found.reason
+
+
+def install_unsigned(home: Home, name: str, work: Path) -> None:
+    """An unsigned plugin: the executable alone in its release dir, named in plugins.json."""
+    release = home.release_dir(name, "1.0.0")
+    release.mkdir(parents=True)
+    shutil.copyfile(EXAMPLES / "allowlist" / "plugin", release / "plugin")
+    (release / "plugin").chmod(0o755)
+    entries = json.loads(home.plugins_json.read_text()) if home.plugins_json.exists() else []
+    entries.append({"name": name, "types": ["decider"], "version": "1.0.0"})
+    home.plugins_json.write_text(json.dumps(entries))
+
+
+# -- the trust table ------------------------------------------------------------------------
+
+
+def test_signed_and_trusted_is_verified(home: Home, publisher: Publisher, tmp_path: Path) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    result = plan(home)
+    assert row(result, "allowlist")[0] is PlanStatus.VERIFIED
+    (planned,) = result.runnable()
+    assert planned.needs == ("firewall",)
+    assert planned.trust_level == "official" and planned.key_id == publisher.key_id
+
+
+def test_unsigned_is_refused_without_dev_mode(home: Home, tmp_path: Path) -> None:
+    install_unsigned(home, "mine", tmp_path)
+    status, reason = row(plan(home), "mine")
+    assert status is PlanStatus.UNSIGNED
+    assert "only dev mode runs unsigned plugins" in reason
+    assert plan(home).runnable() == []
+
+
+@pytest.mark.parametrize("dev_mode", [False, True])
+def test_one_flipped_byte_is_refused_in_both_modes(
+    home: Home, publisher: Publisher, tmp_path: Path, dev_mode: bool
+) -> None:
+    release = install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    artifact = release / "plugin"
+    data = bytearray(artifact.read_bytes())
+    data[100] ^= 0x01
+    artifact.write_bytes(bytes(data))
+    status, reason = row(plan(home, dev_mode), "allowlist")
+    assert status is PlanStatus.MODIFIED
+    assert "was modified" in reason
+
+
+@pytest.mark.parametrize("dev_mode", [False, True])
+def test_another_plugins_manifest_is_refused_in_both_modes(
+    home: Home, publisher: Publisher, tmp_path: Path, dev_mode: bool
+) -> None:
+    a = install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    b = install_signed(home, publisher, write_source(tmp_path, "other"), tmp_path)
+    shutil.copyfile(b / "manifest.dsse.json", a / "manifest.dsse.json")
+    status, reason = row(plan(home, dev_mode), "allowlist")
+    assert status is PlanStatus.INVALID_SIGNATURE
+    assert "carries the signed manifest of other 1.0.0" in reason
+
+
+@pytest.mark.parametrize("dev_mode", [False, True])
+def test_revoked_key_is_refused(
+    home: Home, publisher: Publisher, tmp_path: Path, dev_mode: bool
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    store = TrustStore.load(home.trust_store)
+    store.revoke(publisher.key_id)
+    store.save(home.trust_store)
+    status, reason = row(plan(home, dev_mode), "allowlist")
+    assert status is PlanStatus.REVOKED_KEY
+    assert "which is revoked" in reason
+
+
+@pytest.mark.parametrize("dev_mode", [False, True])
+def test_untrusted_key_is_refused(
+    home: Home, publisher: Publisher, tmp_path: Path, dev_mode: bool
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    store = TrustStore.load(home.trust_store)
+    store.untrust(publisher.key_id)
+    store.save(home.trust_store)
+    status, reason = row(plan(home, dev_mode), "allowlist")
+    assert status is PlanStatus.UNTRUSTED_KEY
+    assert "pm-plugins keys trust" in reason
+
+
+def test_a_plugin_listed_but_not_installed_gets_its_own_row(home: Home) -> None:
+    home.plugins_json.write_text('[{"name": "ghost", "types": ["decider"]}]')
+    status, reason = row(plan(home), "ghost")
+    assert status is PlanStatus.NOT_INSTALLED
+    assert "not installed" in reason
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"not json", "is not valid JSON"),
+        (b'[{"types": ["decider"]}]', 'field "name" is missing'),
+        (b'[{"name": "a", "types": "decider"}]', 'field "types" must be a list'),
+        (b'[{"name": "a", "types": ["firewall"]}]', "unknown type"),
+        (b'[{"name": "a"}, {"name": "a"}]', "a"),
+        (b'[{"name": "../x"}]', "not a plain name"),
+    ],
+)
+def test_malformed_plugins_json_boots_nothing_and_says_why(
+    home: Home, content: bytes, words: str
+) -> None:
+    home.plugins_json.write_bytes(content)
+    result = plan(home)
+    assert result.plugins == []
+    assert result.error is not None and str(home.plugins_json) in result.error
+    assert words in result.error
+    assert not result.ok
+
+
+# -- dependencies ---------------------------------------------------------------------------
+
+
+def test_dependency_cycle_refuses_the_cycle_and_boots_the_rest(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    for name, needs in (("a", {"b": ">=1"}), ("b", {"a": ">=1"}), ("c", {})):
+        install_signed(home, publisher, write_source(tmp_path, name, plugins=needs), tmp_path)
+    result = plan(home)
+    for name in ("a", "b"):
+        status, reason = row(result, name)
+        assert status is PlanStatus.REFUSED_DEPENDENCY
+        assert "cycle (a -> b -> a)" in reason
+    assert [r.name for r in result.runnable()] == ["c"]
+
+
+def test_missing_dependency_is_refused_with_its_name(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    src = write_source(tmp_path, "needy", plugins={"absent": ">=1"})
+    install_signed(home, publisher, src, tmp_path)
+    status, reason = row(plan(home), "needy")
+    assert status is PlanStatus.REFUSED_DEPENDENCY
+    assert reason == "plugin needy needs absent>=1, which is not configured in plugins.json"
+
+
+def test_missing_host_module_is_refused(home: Home, publisher: Publisher, tmp_path: Path) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "x", host=("teleport",)), tmp_path)
+    status, reason = row(plan(home), "x")
+    assert status is PlanStatus.REFUSED_DEPENDENCY
+    assert "needs teleport" in reason
+
+
+def test_version_specifier_not_met_is_refused_and_transitively(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "base", version="1.4.0"), tmp_path)
+    src = write_source(tmp_path, "mid", plugins={"base": ">=2,<3"})
+    install_signed(home, publisher, src, tmp_path)
+    install_signed(home, publisher, write_source(tmp_path, "top", plugins={"mid": ">=1"}), tmp_path)
+    result = plan(home)
+    assert row(result, "base")[0] is PlanStatus.VERIFIED
+    assert row(result, "mid") == (
+        PlanStatus.REFUSED_DEPENDENCY,
+        "plugin mid needs base<3,>=2, but base 1.4.0 is installed",
+    )
+    status, reason = row(result, "top")
+    assert status is PlanStatus.REFUSED_DEPENDENCY and "needs mid" in reason
+
+
+def test_a_refused_dependency_refuses_its_dependents(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    install_unsigned(home, "base", tmp_path)
+    install_signed(
+        home, publisher, write_source(tmp_path, "top", plugins={"base": ">=1"}), tmp_path
+    )
+    status, reason = row(plan(home), "top")
+    assert status is PlanStatus.REFUSED_DEPENDENCY
+    assert "which cannot run (unsigned)" in reason
+
+
+# -- the reference host, with real processes ------------------------------------------------
+
+
+@pytest.fixture
+def booted(home: Home) -> Iterator[list[ReferenceHost]]:
+    hosts: list[ReferenceHost] = []
+    yield hosts
+    for host in hosts:
+        host.shutdown()
+
+
+def boot(home: Home, hosts: list[ReferenceHost], dev_mode: bool = False) -> ReferenceHost:
+    host = ReferenceHost(home, dev_mode=dev_mode)
+    hosts.append(host)
+    host.boot()
+    return host
+
+
+def module_row(host: ReferenceHost, name: str) -> dict[str, object]:
+    found: list[dict[str, object]] = [m for m in host.status()["modules"] if m["name"] == name]
+    return found[0]
+
+
+def test_dev_mode_runs_unsigned_with_a_loud_warning(
+    home: Home, tmp_path: Path, booted: list[ReferenceHost], caplog: pytest.LogCaptureFixture
+) -> None:
+    install_unsigned(home, "mine", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        host = boot(home, booted, dev_mode=True)
+    assert "plugin mine is UNSIGNED and runs only because dev mode is on" in caplog.text
+    mine = module_row(host, "mine")
+    assert mine["state"] == "running" and mine["signer"] == "unsigned (dev mode)"
+    assert host.decide(binary="/usr/bin/curl", domain="example.com")["by"] == "mine"
+
+
+def test_refused_plugins_do_not_stop_the_host_booting(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    install_unsigned(home, "mine", tmp_path)
+    host = boot(home, booted)
+    assert module_row(host, "allowlist")["state"] == "running"
+    refused = module_row(host, "mine")
+    assert refused["state"] == "refused" and refused["verification"] == "unsigned"
+    assert all(
+        m["state"] == "running"
+        for m in host.status()["modules"]
+        if m["name"] in ("firewall", "config")
+    )
+
+
+def test_disable_and_reenable_a_dependency_at_run_time(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    host = boot(home, booted)
+    first_pid = module_row(host, "allowlist")["pid"]
+    assert isinstance(first_pid, int)
+    assert host.disable("firewall") == ["allowlist"]
+    stopped = module_row(host, "allowlist")
+    assert stopped["state"] == "stopped" and stopped["pid"] is None
+    assert "while firewall is disabled" in str(stopped["reason"])
+    host.enable("firewall")
+    again = module_row(host, "allowlist")
+    assert again["state"] == "running"
+    assert isinstance(again["pid"], int) and again["pid"] != first_pid
+
+
+def test_a_swap_after_verification_does_not_run_the_swapped_bytes(
+    home: Home,
+    publisher: Publisher,
+    tmp_path: Path,
+    booted: list[ReferenceHost],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("192.0.2.9 printer.lan\n")
+    src = write_source(
+        tmp_path,
+        "hosts",
+        types=("resolver",),
+        host=("resolver",),
+        executable=EXAMPLES / "hosts" / "plugin",
+    )
+    release = install_signed(home, publisher, src, tmp_path)
+    set_config(home, "hosts", config={"path": str(hosts_file)})
+    marker = tmp_path / "swapped-bytes-ran"
+    real_seal = reference_host.seal
+
+    def seal_then_swap(data: bytes, name: str) -> SealedExecutable:
+        """Boot verified and is sealing; now an attacker swaps the file on disk."""
+        sealed = real_seal(data, name)
+        (release / "plugin").write_text(f"#!/bin/sh\ntouch {marker}\n")
+        return sealed
+
+    monkeypatch.setattr(reference_host, "seal", seal_then_swap)
+    host = boot(home, booted)
+    assert (release / "plugin").read_text().startswith("#!/bin/sh")  # the swap happened
+    answer = host.resolve("printer.lan")
+    assert answer["answered_by"] == "hosts"
+    assert answer["records"][0]["data"] == "192.0.2.9"
+    assert not marker.exists()
+
+
+def test_status_names_signer_version_and_pid(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist", version="1.2.0"), tmp_path)
+    host = boot(home, booted)
+    allow = module_row(host, "allowlist")
+    assert allow["version"] == "1.2.0"
+    assert allow["signer"] == f"{publisher.key_id[:12]} (official)"
+    assert wait_for(lambda: isinstance(module_row(host, "allowlist")["pid"], int))
+    spn = module_row(host, "spn")
+    assert spn["state"] == "disabled"

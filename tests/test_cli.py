@@ -1,0 +1,216 @@
+"""The `pm-plugins` command line, run as the user runs it (a real process per command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, wait_for
+
+PASS = {"PM_PLUGINS_KEY_PASSPHRASE": "correct horse"}
+
+
+class Cli:
+    """`pm-plugins --home HOME ...` in a subprocess, with the test's environment."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, **PASS}
+        self.env.pop("PM_PLUGINS_DEV_MODE", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "registry_client", "--home", str(self.home), *args]
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            self.argv(*args), capture_output=True, text=True, env=self.env, timeout=60
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "home")
+
+
+def key_id_of(output: str) -> str:
+    (line,) = [ln for ln in output.splitlines() if ln.startswith("key id ")]
+    return line.removeprefix("key id ")
+
+
+def publish(cli: Cli, tmp_path: Path, *names: str) -> str:
+    """Generate a key, trust it, package `names` from examples; returns the key id."""
+    kid = key_id_of(cli("keys", "generate", "me").stdout)
+    cli("keys", "trust", str(cli.home / "keys" / "me.pub"), "--level", "official")
+    for name in names:
+        cli("package", str(EXAMPLES / name), "--key", "me", "--out", str(tmp_path / "dist"))
+    return kid
+
+
+def test_keys_generate_list_trust_untrust_revoke_export(cli: Cli) -> None:
+    kid = key_id_of(cli("keys", "generate", "me").stdout)
+    key_file = cli.home / "keys" / "me.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED PRIVATE KEY" in key_file.read_bytes()
+    public = cli("keys", "export", "me").stdout.strip()
+    assert cli("keys", "trust", public, "--level", "official", "--label", "me").stdout.startswith(
+        f"trusted key {kid}"
+    )
+    listed = json.loads(cli("keys", "list", "--json").stdout)
+    assert listed["trusted"] == [{"key_id": kid, "level": "official", "label": "me"}]
+    assert listed["own"] == ["me"]
+    cli("keys", "untrust", kid)
+    assert json.loads(cli("keys", "list", "--json").stdout)["trusted"] == []
+    cli("keys", "revoke", kid)
+    refused = cli("keys", "trust", public, ok=False)
+    assert refused.returncode == 1
+    assert f"key {kid} is revoked and cannot be trusted again" in refused.stderr
+
+
+def test_a_key_needs_a_passphrase(cli: Cli) -> None:
+    cli.env.pop("PM_PLUGINS_KEY_PASSPHRASE")
+    done = cli("keys", "generate", "me", ok=False)
+    assert done.returncode == 1
+    assert "PM_PLUGINS_KEY_PASSPHRASE" in done.stderr
+    assert not (cli.home / "keys" / "me.key").exists()
+
+
+def test_package_install_verify_list(cli: Cli, tmp_path: Path) -> None:
+    kid = publish(cli, tmp_path, "hosts")
+    package = tmp_path / "dist" / "hosts-1.0.0"
+    assert sorted(p.name for p in package.iterdir()) == ["manifest.dsse.json", "plugin"]
+    out = cli("install", str(package)).stdout
+    assert out.strip() == f"hosts 1.0.0: installed, signed by {kid[:12]}... (official)"
+    assert (cli.home / "plugins" / "hosts" / "1.0.0" / "plugin").is_file()
+    lock = json.loads((cli.home / "plugins.lock").read_text())
+    assert lock["plugins"]["hosts"]["signer"] == kid
+    verified = json.loads(cli("verify", "--json").stdout)
+    assert [(p["name"], p["status"]) for p in verified["plugins"]] == [("hosts", "verified")]
+    listed = json.loads(cli("list", "--json").stdout)
+    assert listed[0]["name"] == "hosts" and listed[0]["version"] == "1.0.0"
+    assert cli("install", str(package)).stdout.startswith("hosts 1.0.0: already installed")
+
+
+def test_install_refuses_an_untrusted_package_and_changes_nothing(cli: Cli, tmp_path: Path) -> None:
+    kid = publish(cli, tmp_path, "hosts")
+    cli("keys", "untrust", kid)
+    done = cli("install", str(tmp_path / "dist" / "hosts-1.0.0"), ok=False)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: refusing to install")
+    assert f"signed by key {kid[:12]}..., which is not in your trust store" in line
+    assert not (cli.home / "plugins.json").exists()
+    assert not (cli.home / "plugins").exists() or not any((cli.home / "plugins").iterdir())
+
+
+def test_install_of_a_source_dir_needs_dev_mode(cli: Cli) -> None:
+    done = cli("install", str(EXAMPLES / "hosts"), ok=False)
+    assert "not a signed package" in done.stderr and "--dev-mode" in done.stderr
+    out = cli("--dev-mode", "install", str(EXAMPLES / "hosts")).stdout
+    assert "UNSIGNED (dev mode)" in out
+    refused = cli("verify", ok=False)
+    assert refused.returncode == 1 and "unsigned" in refused.stdout
+    assert cli("--dev-mode", "verify").returncode == 0
+
+
+def test_verify_exits_non_zero_on_a_malformed_plugins_json(cli: Cli) -> None:
+    cli.home.mkdir(parents=True)
+    (cli.home / "plugins.json").write_text('[{"name": "a", "types": ["decider"], "privileged": 1}]')
+    done = cli("verify", ok=False)
+    assert done.returncode == 1
+    assert 'field "privileged" must be true or false, not 1' in done.stdout
+
+
+def test_uninstall_refuses_while_a_dependent_is_installed(cli: Cli, tmp_path: Path) -> None:
+    publish(cli, tmp_path, "hosts")
+    cli("install", str(tmp_path / "dist" / "hosts-1.0.0"))
+    dependent = tmp_path / "dependent"
+    dependent.mkdir()
+    (dependent / "plugin.toml").write_text(
+        'name = "dependent"\nversion = "0.1"\ndescription = "d"\npublisher = "p"\n'
+        'types = ["resolver"]\nexecutable = "plugin"\n[requires]\nhost = []\n'
+        'plugins = {hosts = ">=1"}\n'
+    )
+    (dependent / "plugin").write_bytes((EXAMPLES / "hosts" / "plugin").read_bytes())
+    cli("package", str(dependent), "--key", "me", "--out", str(tmp_path / "dist"))
+    cli("install", str(tmp_path / "dist" / "dependent-0.1"))
+    done = cli("uninstall", "hosts", ok=False)
+    assert "plugin hosts is required by dependent" in done.stderr
+    assert (cli.home / "plugins" / "hosts").exists()
+    cli("uninstall", "hosts", "--force")
+    assert not (cli.home / "plugins" / "hosts").exists()
+    assert [e["name"] for e in json.loads((cli.home / "plugins.json").read_text())] == ["dependent"]
+
+
+@pytest.fixture
+def running_host(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    publish(cli, tmp_path, "hosts", "allowlist")
+    cli(
+        "install",
+        str(tmp_path / "dist" / "hosts-1.0.0"),
+        str(tmp_path / "dist" / "allowlist-1.0.0"),
+    )
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("192.0.2.7 printer.lan\n")
+    entries = json.loads((cli.home / "plugins.json").read_text())
+    entries[0]["config"] = {"path": str(hosts_file)}
+    (cli.home / "plugins.json").write_text(json.dumps(entries))
+    proc = subprocess.Popen(
+        cli.argv("boot"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(lambda: cli("status", ok=False).returncode == 0, timeout=20), (
+            proc.stderr.read() if proc.poll() is not None and proc.stderr else "no answer"
+        )
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_boot_status_query_disable_and_stop(cli: Cli, running_host: subprocess.Popen[str]) -> None:
+    sock = cli.home / "run" / "host.sock"
+    assert sock.stat().st_mode & 0o777 == 0o600
+    assert (cli.home / "run").stat().st_mode & 0o777 == 0o700
+    status = json.loads(cli("status", "--json").stdout)
+    states = {m["name"]: m["state"] for m in status["modules"]}
+    assert states == {
+        "config": "running",
+        "notifications": "running",
+        "firewall": "running",
+        "resolver": "running",
+        "auth": "running",
+        "spn": "disabled",
+        "hosts": "running",
+        "allowlist": "running",
+    }
+    dns = json.loads(cli("query", "dns", "printer.lan", "--json").stdout)
+    assert dns["answered_by"] == "hosts" and dns["records"][0]["data"] == "192.0.2.7"
+    verdict = cli("query", "connection", "--binary", "/usr/bin/curl", "--domain", "example.com")
+    assert verdict.stdout.startswith("accept (by allowlist)")
+    assert cli("module", "disable", "resolver").stdout.strip() == (
+        "resolver disabled; stopped hosts"
+    )
+    refused = cli("query", "dns", "printer.lan", ok=False)
+    assert refused.returncode == 1 and "the resolver module is not running" in refused.stderr
+    cli("module", "enable", "resolver")
+    assert "answered by hosts" in cli("query", "dns", "printer.lan").stdout
+    cli("stop")
+    assert running_host.wait(timeout=20) == 0
+    assert not sock.exists()
+
+
+def test_status_without_a_host_says_how_to_start_one(cli: Cli) -> None:
+    done = cli("status", ok=False)
+    assert done.returncode == 1
+    assert "no host is running for this state root" in done.stderr
+    assert "pm-plugins boot" in done.stderr
