@@ -2,7 +2,12 @@
 """One real plugin executable that misbehaves on purpose, selected by argv[1].
 
 Modes: normal, no-handshake, garbage-first, wrong-version, crash-on-configure,
-slow-shutdown, fork-child, no-extensions, flood-stderr, services.
+slow-shutdown, fork-child, no-extensions, flood-stderr, services,
+refuse-restart MARKER, hang-restart MARKER.
+The two restart modes append a line to the file MARKER on every start (the host passes the
+same argv each time; static config comes only after the handshake, too late to decide): the
+first start runs as normal, every later one refuses the handshake (exit 1 with a stderr line)
+or hangs without a handshake.
 In every mode but the handshake ones it is a decider, reporter, resolver and hook plugin
 whose answers are chosen by the connection's domain (see `decide`).
 """
@@ -108,7 +113,24 @@ def _static() -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
+def restart_mode() -> None:
+    """For refuse-restart and hang-restart: let the first start through, fail every later one."""
+    marker = sys.argv[2]
+    first = not os.path.exists(marker)
+    with open(marker, "a", encoding="utf-8") as out:
+        out.write(f"start {os.getpid()} {time.monotonic()}\n")
+    if first:
+        return
+    if MODE == "hang-restart":
+        time.sleep(60)
+    sys.stderr.write("fake refuses to start again\n")
+    sys.stderr.flush()
+    sys.exit(1)
+
+
 def main() -> None:
+    if MODE in ("refuse-restart", "hang-restart"):
+        restart_mode()
     if MODE == "no-handshake":
         time.sleep(60)
         return
