@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +22,9 @@ from loader import reference_host
 from loader.boot import BootPlan, PlanStatus, plan_boot
 from loader.home import Home
 from loader.reference_host import CORE_MODULES, ReferenceHost
-from loader.runtime import HOST_VERSION
+from loader.runtime import HOST_VERSION, PluginHost
 from loader.sealed import SealedExecutable
+from loader.supervise import RestartPolicy
 from tests.boot_helpers import (
     Publisher,
     install_signed,
@@ -29,7 +33,7 @@ from tests.boot_helpers import (
     trust,
     write_source,
 )
-from tests.conftest import EXAMPLES, wait_for
+from tests.conftest import EXAMPLES, FAKE_PLUGIN, wait_for
 
 CORE = dict.fromkeys(CORE_MODULES, HOST_VERSION)
 
@@ -348,3 +352,29 @@ def test_status_names_signer_version_and_pid(
     assert wait_for(lambda: isinstance(module_row(host, "allowlist")["pid"], int))
     spn = module_row(host, "spn")
     assert spn["state"] == "disabled"
+
+
+def test_a_crash_loop_backs_off_then_shows_failed_with_stderr_in_status(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    marker = tmp_path / "starts"
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" refuse-restart "{marker}"\n'
+    src = write_source(tmp_path, "fake", executable=script.encode())
+    install_signed(home, publisher, src, tmp_path)
+    policy = RestartPolicy(initial_backoff=0.05, max_crashes=3, window=60.0)
+    host = ReferenceHost(
+        home, dev_mode=False, plugin_host=PluginHost(base_directory=str(home.root), restart=policy)
+    )
+    booted.append(host)
+    host.boot()
+    pid = module_row(host, "fake")["pid"]
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: module_row(host, "fake")["state"] == "failed", 10.0)
+    failed = module_row(host, "fake")
+    assert failed["reason"] == (
+        "plugin fake crashed 3 times in 60 s; giving up; "
+        "last stderr lines: fake refuses to start again"
+    )
+    assert failed["pid"] is None
+    assert len(marker.read_text().splitlines()) == 3
