@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import interop, runtime
+from bench import interop, loader, runtime
 from bench.common import Report, use_this_python
 
 Reports = dict[str, Report]
@@ -22,6 +22,7 @@ Reports = dict[str, Report]
 BENCHMARKS: tuple[tuple[str, Callable[[Reports], Report]], ...] = (
     ("runtime", lambda done: runtime.main()),
     ("interop", lambda done: interop.main(done.get("runtime"))),
+    ("loader", lambda done: loader.main()),
 )
 
 
