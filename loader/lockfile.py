@@ -75,8 +75,8 @@ def read_lock(path: Path) -> dict[str, Locked]:
     return locked
 
 
-def write_lock(path: Path, locked: dict[str, Locked]) -> None:
-    """Write the lock atomically (0644)."""
+def dumps_lock(locked: dict[str, Locked]) -> bytes:
+    """The bytes of a lock file naming `locked`."""
     doc: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "plugins": {
@@ -84,4 +84,9 @@ def write_lock(path: Path, locked: dict[str, Locked]) -> None:
             for name, e in sorted(locked.items())
         },
     }
-    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode(), 0o644)
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def write_lock(path: Path, locked: dict[str, Locked]) -> None:
+    """Write the lock atomically (0644)."""
+    write_atomic(path, dumps_lock(locked), 0o644)

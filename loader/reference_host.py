@@ -28,6 +28,7 @@ from keys.store import TrustStore
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
 from loader.errors import LoaderError
 from loader.home import Home
+from loader.journal import roll_forward
 from loader.lockfile import read_lock
 from loader.modules import ModuleManager, ModuleState
 from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
@@ -101,6 +102,10 @@ class ReferenceHost:
 
     def boot(self) -> BootPlan:
         """Verify, register and start everything that may run. Never raises for a plugin."""
+        try:
+            roll_forward(self.home)  # finish an install a crash interrupted
+        except LoaderError as err:
+            log.error("%s", err)
         self.plan = plan_boot(
             self.home,
             trust=self.trust,

@@ -155,8 +155,9 @@ def verify_plugin(
     ):
         return _refused(
             Status.MODIFIED,
-            f"plugin {name}'s {manifest.artifact.filename} was modified: its SHA-256 is "
-            f"{digest[:12]}..., the signed manifest says {manifest.artifact.sha256[:12]}...",
+            f"the artifact {manifest.artifact.filename} of plugin {name} was modified: its "
+            f"SHA-256 is {digest[:12]}..., the signed manifest says "
+            f"{manifest.artifact.sha256[:12]}...",
             key_id,
         )
     return Verdict(

@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from packaging.version import InvalidVersion, Version
 
 from keys import ed25519
 from keys.errors import KeysError
@@ -27,14 +28,26 @@ from loader.boot import plan_boot
 from loader.control import ControlServer, request
 from loader.errors import LoaderError
 from loader.home import Home, dev_mode_from, read_host_settings
+from loader.journal import roll_forward
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
 from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
 from loader.runtime import HOST_VERSION
-from registry_client.installer import InstallError, read_package, uninstall
-from registry_client.installer import install as install_release
+from registry_client import registries
+from registry_client.default_index import ensure_default_registry
+from registry_client.index_commands import index as index_group
+from registry_client.installer import (
+    InstallError,
+    InstallResult,
+    install_many,
+    read_package,
+    uninstall,
+)
 from registry_client.package import PackageError, build_package
+from registry_client.registry_install import choose, install_from_index, open_clients
 from registry_client.render import table
+from registry_client.resolve import ResolutionError
+from registry_client.tuf_client import RegistryClient, RegistryError, Release
 
 
 @dataclass
@@ -57,7 +70,14 @@ def _refusals() -> Iterator[None]:
     """Our errors become one sentence and exit 1; nothing else is swallowed."""
     try:
         yield
-    except (KeysError, LoaderError, InstallError, PackageError) as err:
+    except (
+        KeysError,
+        LoaderError,
+        InstallError,
+        PackageError,
+        RegistryError,
+        ResolutionError,
+    ) as err:
         raise click.ClickException(str(err)) from err
 
 
@@ -81,6 +101,9 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
 def cli(ctx: click.Context, home: Path | None, dev_mode: bool) -> None:
     """Signed plugins for a Portmaster-like host: install, verify, boot."""
     ctx.obj = Context(Home.locate(home), dev_mode)
+    if ctx.obj.home.root.exists():
+        with _refusals():
+            roll_forward(ctx.obj.home)  # finish a change a crash interrupted
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -227,21 +250,46 @@ def package(ctx: Context, directory: Path, key_path: Path, out: Path) -> None:
     click.echo(f"packaged {made} (signed by key {ed25519.key_id(key)[:12]}...)")
 
 
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _clients(ctx: Context) -> list[RegistryClient]:
+    """The configured registries, refreshed; the embedded default one on first use."""
+    ensure_default_registry(ctx.home, _progress)
+    return open_clients(ctx.home, _progress)
+
+
 @cli.command()
 @click.argument("targets", nargs=-1, required=True)
+@click.option("--pre", is_flag=True, help="Consider pre-releases.")
 @pass_ctx
-def install(ctx: Context, targets: tuple[str, ...]) -> None:
-    """Install packages: ./PATH of a package directory (or, in dev mode, a plugin source)."""
-    for target in targets:
-        path = Path(target)
-        if not (path.exists() or "/" in target):
-            raise click.ClickException(
-                f"{target} is not a path; installing by name needs a registry "
-                f"(`pm-plugins registry add`)"
+def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
+    """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
+    ./PATH of a package directory (in dev mode also a plugin source directory)."""
+    paths = [t for t in targets if "/" in t or Path(t).exists()]
+    if paths and len(paths) != len(targets):
+        raise click.ClickException("install either names from the registry or paths, not both")
+    with _refusals():
+        if paths:
+            releases = [
+                read_package(Path(t), trust=ctx.trust(), dev_mode=ctx.dev_mode()) for t in paths
+            ]
+            results = install_many(ctx.home, releases)
+        else:
+            clients = _clients(ctx)
+            chosen = choose(ctx.home, targets, clients, pre=pre)
+            if not chosen:
+                click.echo("nothing to do: the requested plugins are installed")
+                return
+            results = install_from_index(
+                ctx.home, chosen, clients, trust=ctx.trust(), progress=_progress
             )
-        with _refusals():
-            release = read_package(path, trust=ctx.trust(), dev_mode=ctx.dev_mode())
-            result = install_release(ctx.home, release)
+    _report_installs(results)
+
+
+def _report_installs(results: list[InstallResult]) -> None:
+    for result in results:
         how = (
             f"signed by {result.key_id[:12]}... ({result.trust_level})"
             if result.key_id
@@ -253,6 +301,168 @@ def install(ctx: Context, targets: tuple[str, ...]) -> None:
         click.echo(f"{result.name} {result.version}: {verb}, {how}")
         for name in result.missing:
             click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--pre", is_flag=True, help="Consider pre-releases.")
+@pass_ctx
+def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
+    """Upgrade NAMEs (default: every installed plugin) to their newest fitting releases."""
+    with _refusals():
+        installed = read_lock(ctx.home.lock_file)
+        unknown = [n for n in names if n not in installed]
+        if unknown:
+            raise click.ClickException(f"plugin {unknown[0]} is not installed")
+        wanted = list(names) or sorted(installed)
+        if not wanted:
+            click.echo("no plugins installed")
+            return
+        clients = _clients(ctx)
+        chosen = choose(ctx.home, wanted, clients, pre=pre, upgrade=True)
+        if not chosen:
+            click.echo("everything is up to date")
+            return
+        results = install_from_index(
+            ctx.home, chosen, clients, trust=ctx.trust(), progress=_progress
+        )
+    _report_installs(results)
+
+
+@cli.command()
+@pass_ctx
+def update(ctx: Context) -> None:
+    """Refresh the TUF metadata of every registry."""
+    with _refusals():
+        _clients(ctx)
+
+
+@cli.command()
+@click.argument("text", default="")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def search(ctx: Context, text: str, as_json: bool) -> None:
+    """Plugins in the index whose name or description contains TEXT."""
+    with _refusals():
+        found = []
+        for client in _clients(ctx):
+            for release in client.releases():
+                haystack = f"{release.name} {release.description}".lower()
+                if text.lower() in haystack:
+                    found.append((client.name, release))
+    newest: dict[str, tuple[str, Release]] = {}
+    for registry, release in found:
+        seen = newest.get(release.name)
+        if seen is None or _version(release.version) > _version(seen[1].version):
+            newest[release.name] = (registry, release)
+    data: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "types": list(r.types),
+            "description": r.description,
+            "registry": reg,
+        }
+        for reg, r in sorted(newest.values(), key=lambda x: x[1].name)
+    ]
+    rows = [[d["name"], d["version"], ",".join(d["types"]), d["description"]] for d in data]
+    _emit(
+        data,
+        as_json,
+        table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
+    )
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def info(ctx: Context, name: str, as_json: bool) -> None:
+    """Everything the index says about plugin NAME (every release)."""
+    with _refusals():
+        releases = []
+        for client in _clients(ctx):
+            releases = [(client.name, r) for r in client.find(name)]
+            if releases:
+                break
+        if not releases:
+            raise click.ClickException(f"no plugin named {name} is in any configured registry")
+    data: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "platform": r.platform,
+            "types": list(r.types),
+            "requires": r.requires,
+            "description": r.description,
+            "publisher": r.publisher,
+            "publisher_key_id": r.publisher_key_id,
+            "size": r.artifact.length,
+            "sha256": r.artifact.sha256,
+            "registry": reg,
+        }
+        for reg, r in sorted(releases, key=lambda x: _version(x[1].version), reverse=True)
+    ]
+    newest = data[0]
+    lines = [
+        f"{newest['name']}: {newest['description']}",
+        f"publisher: {newest['publisher']} (key {newest['publisher_key_id'][:12]}...)",
+        f"types: {', '.join(newest['types'])}",
+        f"requires: host {', '.join(newest['requires']['host']) or '-'}; plugins "
+        + (", ".join(f"{k}{v}" for k, v in newest["requires"]["plugins"].items()) or "-"),
+        "releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data),
+    ]
+    _emit(data, as_json, "\n".join(lines))
+
+
+@cli.group()
+def registry() -> None:
+    """The registries plugins are installed from."""
+
+
+@registry.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--root",
+    "root",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The registry's root.json, obtained out of band: the trust anchor.",
+)
+@pass_ctx
+def registry_add(ctx: Context, name: str, url: str, root: Path) -> None:
+    """Trust registry NAME at URL (http(s)://, file:// or a folder) from its ROOT."""
+    with _refusals():
+        registries.add_registry(ctx.home, name, url, root)
+    click.echo(f"registry {name} added: {url}")
+
+
+@registry.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def registry_list(ctx: Context, as_json: bool) -> None:
+    with _refusals():
+        configured = registries.read_registries(ctx.home)
+    data = [{"name": r.name, "url": r.url} for r in configured]
+    rows = [[r.name, r.url] for r in configured]
+    _emit(data, as_json, table(["NAME", "URL"], rows) if rows else "no registries configured")
+
+
+@registry.command("remove")
+@click.argument("name")
+@pass_ctx
+def registry_remove(ctx: Context, name: str) -> None:
+    with _refusals():
+        registries.remove_registry(ctx.home, name)
+    click.echo(f"registry {name} removed")
 
 
 @cli.command("uninstall")
@@ -543,6 +753,9 @@ def stop(ctx: Context) -> None:
     with _refusals():
         request(ctx.home.control_socket, "stop")
     click.echo("host is stopping")
+
+
+cli.add_command(index_group)
 
 
 def main() -> None:

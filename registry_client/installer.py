@@ -18,12 +18,10 @@ NAME` of the registry uses once it has downloaded a package.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,9 +35,10 @@ from loader.boot import (
 )
 from loader.errors import LoaderError
 from loader.home import Home
-from loader.lockfile import Locked, read_lock, write_lock
+from loader.journal import commit, roll_forward, state_lock
+from loader.lockfile import Locked, dumps_lock, read_lock
 from loader.manifest import Manifest
-from loader.plugins_json import PluginEntry, read_plugins_json, write_plugins_json
+from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
 from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source
@@ -76,20 +75,24 @@ class InstallResult:
     missing: list[str] = field(default_factory=list)  # required plugins not configured
 
 
-@contextlib.contextmanager
-def mutation_lock(home: Home) -> Iterator[None]:
-    """Hold the state root's file lock: one install, upgrade or removal at a time."""
-    home.ensure()
-    fd = os.open(home.mutation_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def mutation_lock(home: Home) -> contextlib.AbstractContextManager[None]:
+    """The state root's file lock, after finishing any change a crash interrupted."""
+    roll_forward(home)
+    return state_lock(home)
 
 
-def read_package(path: Path, *, trust: TrustStore, dev_mode: bool) -> Release:
-    """Read a package directory (or, in dev mode, a plugin source directory) and verify it."""
+def read_package(
+    path: Path,
+    *,
+    trust: TrustStore,
+    dev_mode: bool,
+    expect: tuple[str, str] | None = None,
+) -> Release:
+    """Read a package directory (or, in dev mode, a plugin source directory) and verify it.
+
+    `expect` (name, version): the release the index promised; the signed manifest must be
+    that release's, and refusals name it.
+    """
     if not path.is_dir():
         raise InstallError(f"{path} is not a package directory")
     if not (path / MANIFEST_FILE).exists():
@@ -103,7 +106,8 @@ def read_package(path: Path, *, trust: TrustStore, dev_mode: bool) -> Release:
     except LoaderError as err:
         raise InstallError(str(err)) from err
     verdict = verify_plugin(
-        name=None,
+        name=expect[0] if expect else None,
+        version=expect[1] if expect else None,
         envelope=envelope,
         artifact=artifact,
         trust=trust,
@@ -112,7 +116,8 @@ def read_package(path: Path, *, trust: TrustStore, dev_mode: bool) -> Release:
     )
     manifest = verdict.manifest
     if not verdict.runs or manifest is None:
-        raise InstallError(f"refusing to install {path}: {verdict.reason}")
+        what = f"{expect[0]} {expect[1]}" if expect else str(path)
+        raise InstallError(f"refusing to install {what}: {verdict.reason}")
     if manifest.artifact.filename != artifact_file.name:
         raise InstallError(
             f"refusing to install {path}: its artifact is named {artifact_file.name}, the "
@@ -149,31 +154,42 @@ def _read_source(path: Path, dev_mode: bool) -> Release:
 
 def install(home: Home, release: Release) -> InstallResult:
     """Put `release` in place and make plugins.json and plugins.lock name it."""
+    (result,) = install_many(home, [release])
+    return result
+
+
+def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
+    """Install several verified releases as one change: every release directory is put in
+    place first, then plugins.json and plugins.lock are replaced once, then the releases
+    they replaced are removed. A crash leaves the old configuration or the new one."""
     with mutation_lock(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
-        final = home.release_dir(release.name, release.version)
-        previous = locked.get(release.name)
-        digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
-        result = InstallResult(
-            release.name, release.version, final, release.key_id, release.trust_level
-        )
-        if previous is not None and previous.version != release.version:
-            result.replaced = previous.version
-        if _same_release(final, release):
-            result.unchanged = True
-        else:
-            _put_in_place(home, final, release)
-        entries = _with_entry(entries, release)
-        locked[release.name] = Locked(release.version, digest, release.key_id)
-        write_plugins_json(home.plugins_json, entries)
-        write_lock(home.lock_file, locked)
-        _remove_other_versions(home, release.name, keep=release.version)
+        results = []
+        for release in releases:
+            final = home.release_dir(release.name, release.version)
+            previous = locked.get(release.name)
+            result = InstallResult(
+                release.name, release.version, final, release.key_id, release.trust_level
+            )
+            if previous is not None and previous.version != release.version:
+                result.replaced = previous.version
+            if _same_release(final, release):
+                result.unchanged = True
+            else:
+                _put_in_place(home, final, release)
+            entries = _with_entry(entries, release)
+            digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
+            locked[release.name] = Locked(release.version, digest, release.key_id)
+            results.append(result)
+        commit(home, dumps_plugins_json(entries), dumps_lock(locked))
         configured = {e.name for e in entries}
-        if release.manifest is not None:
-            needed = [n for n, _ in release.manifest.requires.plugins]
-            result.missing = [n for n in needed if n not in configured]
-        return result
+        for release, result in zip(releases, results, strict=True):
+            _remove_other_versions(home, release.name, keep=release.version)
+            if release.manifest is not None:
+                needed = [n for n, _ in release.manifest.requires.plugins]
+                result.missing = [n for n in needed if n not in configured]
+        return results
 
 
 def uninstall(home: Home, name: str, *, dependents: list[str], force: bool = False) -> str:
@@ -192,9 +208,8 @@ def uninstall(home: Home, name: str, *, dependents: list[str], force: bool = Fal
                 f"those first or pass --force"
             )
         version = locked[name].version if name in locked else "?"
-        write_plugins_json(home.plugins_json, [e for e in entries if e.name != name])
         locked.pop(name, None)
-        write_lock(home.lock_file, locked)
+        commit(home, dumps_plugins_json([e for e in entries if e.name != name]), dumps_lock(locked))
         _remove_tree(home, home.plugins_dir / name)
         return version
 

@@ -41,7 +41,7 @@ def test_host_json_is_read_strictly(tmp_path: Path) -> None:
     assert read_host_settings(path) == HostSettings(True, ("spn", "auth"))
     for bad, words in [
         ('{"devMode": 1}', 'field "devMode" must be true or false'),
-        ('{"devMode": true, "devMode": false}', "has the key \"devMode\" twice"),
+        ('{"devMode": true, "devMode": false}', 'has the key "devMode" twice'),
         ('{"dev_mode": true}', 'unknown field "dev_mode"'),
         ('{"disabledModules": [1]}', "must be a string"),
     ]:

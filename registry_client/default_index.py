@@ -1,0 +1,84 @@
+"""The embedded default registry: the example plugins, published locally and signed.
+
+Why this exists: `pm-plugins install hosts` must work on a fresh machine with no network
+and no registry configured. On first use (no `registries.json`), this module:
+
+1. generates a publisher key and signs a package of every plugin in `examples/plugins`;
+2. creates a TUF index with fresh keys under `<home>/default-index/`, adds the packages
+   and publishes it;
+3. trusts the publisher key (level `community`, label "embedded examples") and adds the
+   index as registry `default`, bootstrapped with the root it just signed.
+
+The index keys are encrypted with a random passphrase kept next to them (0600): they
+guard a local index of code that ships with this tool, not a real registry. Everything is
+built in a temporary folder and moved into place last, so an interrupted first run leaves
+nothing behind and is simply done again.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from index.repository import IndexRepo
+from keys import ed25519
+from keys.store import TrustStore
+from loader.home import Home
+from registry_client.index_commands import read_package as read_index_package
+from registry_client.package import build_package
+from registry_client.registries import add_registry, read_registries
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "plugins"
+REGISTRY_NAME = "default"
+PUBLISHER_LABEL = "embedded examples"
+
+
+def default_index_dir(home: Home) -> Path:
+    return home.root / "default-index"
+
+
+def ensure_default_registry(
+    home: Home, progress: Callable[[str], None], examples: Path = EXAMPLES
+) -> bool:
+    """Publish the embedded index and configure it, unless a registry is configured.
+
+    Returns True when it did the work."""
+    if read_registries(home):
+        return False
+    home.ensure()
+    final = default_index_dir(home)
+    if final.exists():
+        shutil.rmtree(final)  # a first run that did not finish
+    sources = sorted(p for p in examples.iterdir() if (p / "plugin.toml").is_file())
+    progress(f"no registry configured: publishing the {len(sources)} example plugins")
+    work = Path(tempfile.mkdtemp(prefix=".default-index-", dir=home.root))
+    try:
+        passphrase = secrets.token_urlsafe(32).encode()
+        publisher = ed25519.generate()
+        packages = [build_package(src, publisher, work / "dist") for src in sources]
+        repo_dir = work / "index" / "repo"
+        with IndexRepo.init(repo_dir, passphrase=passphrase) as repo:
+            repo.add_releases([read_index_package(p, repo) for p in packages])
+            repo.publish()
+            root = repo.root_bytes()
+        ed25519.save_private_key(work / "index" / "publisher.key", publisher, passphrase)
+        secret = work / "index" / "passphrase"
+        secret.write_bytes(passphrase)
+        secret.chmod(0o600)
+        shutil.rmtree(work / "dist")
+        (work / "index").rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    published = final / "repo" / "published"
+    store = TrustStore.load(home.trust_store)
+    store.trust(publisher.public_key(), "community", PUBLISHER_LABEL)
+    store.save(home.trust_store)
+    add_registry(home, REGISTRY_NAME, published.as_uri(), root)
+    progress(
+        f"registry {REGISTRY_NAME}: {published} (publisher key "
+        f"{ed25519.key_id(publisher)[:12]}... trusted as community)"
+    )
+    return True

@@ -1,0 +1,402 @@
+"""`pm-plugins index ...`: the maintainer commands over :mod:`index`.
+
+Why it lives here and not in ``index``: reading a plugin package means parsing its
+signed manifest (``loader.manifest``), and ``verify`` reads the published index back
+through the user's client (``registry_client.tuf_client``); ``index`` may import
+neither. Each command parses its options, calls the library, prints one or two plain
+lines, and turns every refusal into one sentence and a non-zero exit.
+
+Keys are encrypted with the passphrase in ``PM_PLUGINS_KEY_PASSPHRASE`` (publisher keys
+given with ``--publisher-key`` too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from index import ExpiryPolicy, IndexRepo, IndexRepoError, ReleaseInfo, RoleKeys, make_server
+from index.paths import MANIFEST_FILENAME, TOP_ROLES
+from keys import dsse, ed25519
+from keys.errors import KeysError
+from loader.errors import LoaderError
+from loader.manifest import parse_manifest
+from loader.verify import MANIFEST_PAYLOAD_TYPE
+from registry_client.tuf_client import RegistryClient, RegistryError
+
+__all__ = ["index", "read_package"]
+
+_MAX_ENVELOPE = 1 << 20
+T = TypeVar("T")
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Every refusal of the libraries below is one sentence and exit status 1."""
+    try:
+        yield
+    except (IndexRepoError, KeysError, LoaderError, RegistryError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _passphrase() -> bytes | None:
+    return ed25519.passphrase_from_env()
+
+
+def _repo_option(f: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "--repo",
+        "repo_dir",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The index repository folder.",
+    )(f)
+
+
+def _pairs(values: Sequence[str], what: str) -> dict[str, int]:
+    """ROLE=N options -> {role: n}."""
+    out: dict[str, int] = {}
+    for value in values:
+        role, sep, number = value.partition("=")
+        if not sep or role not in TOP_ROLES or not number.isdigit():
+            raise click.BadParameter(
+                f"{value!r} is not ROLE=N with ROLE one of {', '.join(TOP_ROLES)}",
+                param_hint=what,
+            )
+        out[role] = int(number)
+    return out
+
+
+def _load_private(path: Path) -> Ed25519PrivateKey:
+    return ed25519.load_private_key(path, _passphrase())
+
+
+def _public_key(text: str) -> Ed25519PublicKey:
+    """A public key given as a file (base64 raw or PEM) or as base64 text."""
+    candidate = Path(text)
+    if candidate.is_file():
+        data = candidate.read_bytes()[:_MAX_ENVELOPE]
+        if b"-----BEGIN PUBLIC KEY-----" in data:
+            try:
+                key = serialization.load_pem_public_key(data)
+            except ValueError as e:
+                raise click.ClickException(f"{text}: is not a PEM public key") from e
+            if not isinstance(key, Ed25519PublicKey):
+                raise click.ClickException(f"{text}: is not an Ed25519 public key")
+            return key
+        try:
+            return ed25519.public_key_from_text(data.decode("ascii").strip(), source=text)
+        except UnicodeDecodeError as e:
+            raise click.ClickException(f"{text}: is not a base64 public key") from e
+    return ed25519.public_key_from_text(text, source="--key")
+
+
+def read_package(folder: Path, repo: IndexRepo) -> ReleaseInfo:
+    """The release in a package folder (``manifest.dsse.json`` + the artifact it names).
+
+    If the plugin is delegated to a publisher, the envelope must verify with that
+    publisher's key and the verified payload is the one parsed; otherwise the payload is
+    parsed as is (clients verify it against their own trust store). The artifact's size
+    and SHA-256 must match the manifest.
+    """
+    folder = Path(folder)
+    envelope_file = folder / MANIFEST_FILENAME
+    try:
+        with open(envelope_file, "rb") as f:
+            data = f.read(_MAX_ENVELOPE + 1)
+    except OSError as e:
+        raise IndexRepoError(
+            f"{folder} is not a plugin package ({envelope_file.name} cannot be read:"
+            f" {e.strerror or e})"
+        ) from e
+    if len(data) > _MAX_ENVELOPE:
+        raise IndexRepoError(f"{envelope_file}: is larger than {_MAX_ENVELOPE} bytes")
+    source = str(envelope_file)
+    envelope = dsse.envelope_from_bytes(data, source=source)
+    if envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
+        raise IndexRepoError(
+            f'{source}: the payload type is "{envelope.payload_type}", not a plugin manifest'
+        )
+    claimed = parse_manifest(envelope.payload, source=source)
+    signer = envelope.signatures[0].keyid
+    delegation = repo.delegation_for(claimed.name)
+    manifest = claimed
+    if delegation is not None:
+        verified = dsse.verify(
+            data,
+            repo.delegation_keys(delegation.role),
+            1,
+            payload_type=MANIFEST_PAYLOAD_TYPE,
+            source=source,
+        )
+        manifest = parse_manifest(verified.payload, source=source)
+        signer = verified.key_ids[0]
+    artifact_file = folder / manifest.artifact.filename
+    try:
+        size = artifact_file.stat().st_size
+    except OSError as e:
+        raise IndexRepoError(
+            f"{folder}: the artifact {manifest.artifact.filename} cannot be read"
+            f" ({e.strerror or e})"
+        ) from e
+    digest = hashlib.sha256()
+    with open(artifact_file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if size != manifest.artifact.size or digest.hexdigest() != manifest.artifact.sha256:
+        raise IndexRepoError(
+            f"{folder}: the artifact {manifest.artifact.filename} does not match the size"
+            " and SHA-256 in its manifest"
+        )
+    custom: dict[str, Any] = {
+        "types": list(manifest.types),
+        "requires": {
+            "host": list(manifest.requires.host_modules),
+            "plugins": {name: str(spec) for name, spec in manifest.requires.plugins},
+        },
+        "description": manifest.description,
+        "publisher": manifest.publisher,
+        "publisher_key_id": signer,
+    }
+    return ReleaseInfo(
+        name=manifest.name,
+        version=manifest.version,
+        platform=manifest.platform,
+        artifact_filename=manifest.artifact.filename,
+        artifact=artifact_file,
+        manifest=data,
+        custom=custom,
+    )
+
+
+@click.group("index")
+def index() -> None:
+    """Maintainers: build, sign and publish the TUF index of plugin releases."""
+
+
+@index.command("init")
+@_repo_option
+@click.option("--keys", "key_counts", multiple=True, metavar="ROLE=N", help="Keys per role.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="ROLE=N", help="Signatures.")
+@click.option(
+    "--expires", "expires", multiple=True, metavar="ROLE=DAYS", help="Expiry policy (days)."
+)
+@click.option("--hash-bins", type=int, default=0, help="Hold targets in N hash bins.")
+def init_cmd(
+    repo_dir: Path,
+    key_counts: tuple[str, ...],
+    thresholds: tuple[str, ...],
+    expires: tuple[str, ...],
+    hash_bins: int,
+) -> None:
+    """Create a repository: keys for root, targets, snapshot and timestamp, root v1."""
+    counts = _pairs(key_counts, "--keys")
+    limits = _pairs(thresholds, "--threshold")
+    days = _pairs(expires, "--expires")
+    with _refusals():
+        roles = {}
+        for role in TOP_ROLES:
+            threshold = limits.get(role, 1)
+            roles[role] = RoleKeys(keys=counts.get(role, max(threshold, 1)), threshold=threshold)
+        policy = ExpiryPolicy(**{**ExpiryPolicy().to_json(), **days})
+        with IndexRepo.init(
+            repo_dir, passphrase=_passphrase(), roles=roles, expiry=policy, hash_bins=hash_bins
+        ) as repo:
+            bins = f", {repo.hash_bins()} hash bins" if hash_bins else ""
+        described = ", ".join(
+            f"{role} {roles[role].threshold}-of-{roles[role].keys}" for role in TOP_ROLES
+        )
+        click.echo(f"initialised index repository {repo_dir}: keys {described}{bins}")
+        click.echo(f"next: pm-plugins index add --repo {repo_dir} PACKAGE..., then publish")
+
+
+@index.command("add")
+@_repo_option
+@click.argument(
+    "packages", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option(
+    "--publisher-key",
+    "publisher_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A delegated publisher's private key, to sign their role.",
+)
+def add_cmd(repo_dir: Path, packages: tuple[Path, ...], publisher_keys: tuple[Path, ...]) -> None:
+    """Add plugin releases (package folders) to the index; publish makes them visible."""
+    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+        keys = [_load_private(p) for p in publisher_keys]
+        releases = [read_package(p, repo) for p in packages]
+        added = repo.add_releases(releases, publisher_keys=keys)
+        for rel in added:
+            click.echo(f"added {rel.name} {rel.version} ({rel.platform}) to role {rel.role}")
+        click.echo(f"run pm-plugins index publish --repo {repo_dir} to publish")
+
+
+@index.command("publish")
+@_repo_option
+@click.option("--hash-bins", type=int, default=None, help="Move targets into N hash bins first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish_cmd(repo_dir: Path, hash_bins: int | None, as_json: bool) -> None:
+    """Sign what changed, then snapshot and timestamp; write DIR/published."""
+    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+        if hash_bins is not None:
+            repo.set_hash_bins(hash_bins)
+        result = repo.publish()
+    if as_json:
+        click.echo(json.dumps(result.__dict__, sort_keys=True))
+        return
+    signed = ", ".join(f"{role} v{version}" for role, version in result.signed.items())
+    click.echo(
+        f"published {repo_dir / 'published'}: root v{result.root_version}, snapshot"
+        f" v{result.snapshot_version}, timestamp v{result.timestamp_version}"
+        f" ({result.metadata_written} metadata and {result.targets_written} target files"
+        " written)"
+    )
+    click.echo(f"signed: {signed}" if signed else "nothing changed; nothing was signed")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@index.command("timestamp")
+@_repo_option
+def timestamp_cmd(repo_dir: Path) -> None:
+    """Sign a fresh timestamp for the published index (nothing else changes)."""
+    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+        version = repo.timestamp()
+        days = repo.expiry.timestamp
+    click.echo(f"signed timestamp v{version}, valid for {days} day(s)")
+
+
+@index.command("rotate")
+@_repo_option
+@click.argument("role", type=click.Choice(TOP_ROLES))
+@click.option("--keys", "count", type=int, default=None, help="New number of keys.")
+@click.option("--threshold", type=int, default=None, help="New threshold.")
+def rotate_cmd(repo_dir: Path, role: str, count: int | None, threshold: int | None) -> None:
+    """Replace a role's keys; the new root is signed by the old and the new root keys."""
+    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+        new_ids = repo.rotate(role, keys=count, threshold=threshold)
+        version = repo.role_version("root")
+    ids = ", ".join(kid[:16] for kid in new_ids)
+    click.echo(f"rotated {role} to new key(s) {ids} in root v{version}")
+    click.echo(f"run pm-plugins index publish --repo {repo_dir} to publish")
+
+
+@index.command("delegate")
+@_repo_option
+@click.argument("publisher")
+@click.option("--key", "key_text", required=True, help="Public key: a file or base64 text.")
+@click.option(
+    "--plugins",
+    "plugins",
+    multiple=True,
+    required=True,
+    help="Plugin names (repeat, or separate with commas).",
+)
+@click.option(
+    "--publisher-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The publisher's private key, to sign their role now.",
+)
+def delegate_cmd(
+    repo_dir: Path,
+    publisher: str,
+    key_text: str,
+    plugins: tuple[str, ...],
+    publisher_key: Path | None,
+) -> None:
+    """Delegate plugins to a publisher's own role, signed by the publisher's key."""
+    names = [n.strip() for value in plugins for n in value.split(",") if n.strip()]
+    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+        public = _public_key(key_text)
+        private = _load_private(publisher_key) if publisher_key else None
+        delegation = repo.delegate(publisher, public, names, publisher_key=private)
+    click.echo(
+        f"delegated {', '.join(delegation.plugins)} to {publisher} (role {delegation.role},"
+        f" key {delegation.key_ids[0][:16]})"
+    )
+    if private is None:
+        click.echo("the publisher's role is signed with their key on their next add")
+
+
+@index.command("verify")
+@_repo_option
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def verify_cmd(repo_dir: Path, as_json: bool) -> None:
+    """Read DIR/published back through the TUF client, from root v1, and check every file."""
+    with _refusals():
+        with IndexRepo.open(repo_dir) as repo:
+            first_root = repo.root_bytes(1)
+            expected = set(repo.all_targets())
+            published = repo.published_dir
+        if not (published / "metadata" / "timestamp.json").is_file():
+            raise IndexRepoError(f"{published} has no timestamp.json; run publish first")
+        with tempfile.TemporaryDirectory(prefix="pm-plugins-verify-") as tmp:
+            client = RegistryClient(repo_dir.name or "index", str(published), Path(tmp), first_root)
+            state = client.refresh()
+            targets = client.list_targets()
+            releases = client.releases()
+            for info in targets:
+                client.download(info, Path(tmp) / "files").unlink()
+            warnings = list(client.warnings)
+        missing = sorted(expected - {t.path for t in targets})
+        if missing:
+            raise IndexRepoError(
+                f"{len(missing)} target(s) of the repository are not visible to clients"
+                f" (first: {missing[0]})"
+            )
+    counts = {
+        "root_version": state.root_version,
+        "timestamp_version": state.timestamp_version,
+        "snapshot_version": state.snapshot_version,
+        "targets": len(targets),
+        "releases": len(releases),
+        "plugins": len({r.name for r in releases}),
+        "warnings": warnings,
+    }
+    if as_json:
+        click.echo(json.dumps(counts, sort_keys=True))
+        return
+    click.echo(
+        f"verified {published}: root v{state.root_version}, timestamp"
+        f" v{state.timestamp_version} (expires {state.timestamp_expires:%Y-%m-%d %H:%M} UTC);"
+        f" {counts['releases']} releases of {counts['plugins']} plugins,"
+        f" {len(targets)} target files checked"
+    )
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@index.command("serve")
+@_repo_option
+@click.option("--port", type=int, default=8000, show_default=True)
+def serve_cmd(repo_dir: Path, port: int) -> None:
+    """Serve DIR/published on 127.0.0.1 until Ctrl-C."""
+    published = repo_dir / "published"
+    if not (published / "metadata").is_dir():
+        raise click.ClickException(f"{published} has no metadata; run publish first")
+    try:
+        server = make_server(published, port)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port} ({e.strerror or e})") from e
+    click.echo(f"serving {published} at {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

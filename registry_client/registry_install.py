@@ -1,0 +1,186 @@
+"""`install NAME[SPEC]...` and `upgrade`: resolve from the index, download through TUF,
+verify like the loader, install as one change.
+
+Why this exists: it is the user's main job and it joins three checks that must all hold:
+TUF says the bytes are the ones the registry published (length and hashes from signed
+metadata); the publisher's signature on the manifest verifies against the user's trust
+store (the loader's own `verify_plugin`); and the installer puts everything in place
+atomically. Nothing is installed unless every chosen release passed both checks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from keys.store import TrustStore
+from loader.boot import MANIFEST_FILE, this_platform
+from loader.home import Home
+from loader.lockfile import read_lock
+from registry_client import registries
+from registry_client.installer import InstallError, InstallResult, install_many, read_package
+from registry_client.resolve import Candidate, ResolutionError, parse_request, resolve
+from registry_client.tuf_client import RegistryClient, RegistryError
+from registry_client.tuf_client import Release as IndexRelease
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A release picked for installation and the registry it comes from."""
+
+    release: IndexRelease
+    registry: str
+
+
+class _Index(Mapping[str, Sequence[Candidate]]):
+    """The releases of every registry, looked up one plugin at a time (lazily)."""
+
+    def __init__(self, clients: list[RegistryClient], platform: str) -> None:
+        self._clients = clients
+        self._platform = platform
+        self._found: dict[str, list[Candidate]] = {}
+        self.releases: dict[tuple[str, Version], Chosen] = {}
+
+    def __getitem__(self, name: str) -> Sequence[Candidate]:
+        if name not in self._found:
+            self._found[name] = self._lookup(name)
+        if not self._found[name]:
+            raise KeyError(name)
+        return self._found[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._found)
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def _lookup(self, name: str) -> list[Candidate]:
+        for client in self._clients:
+            best: dict[Version, IndexRelease] = {}
+            for release in client.find(name):
+                if release.platform not in (self._platform, "any"):
+                    continue
+                try:
+                    version = Version(release.version)
+                except InvalidVersion:
+                    continue
+                if version not in best or release.platform == self._platform:
+                    best[version] = release
+            if best:
+                out = []
+                for version, release in best.items():
+                    self.releases[(name, version)] = Chosen(release, client.name)
+                    requires = tuple(
+                        (dep, SpecifierSet(spec)) for dep, spec in release.plugin_requires
+                    )
+                    out.append(Candidate(name, version, requires))
+                return out
+        return []
+
+
+def open_clients(home: Home, progress: Progress) -> list[RegistryClient]:
+    """Every configured registry, refreshed (TUF: root, timestamp, snapshot, targets)."""
+    configured = registries.read_registries(home)
+    if not configured:
+        raise RegistryError(
+            "no registry is configured; add one with `pm-plugins registry add NAME URL "
+            "--root root.json`"
+        )
+    clients = []
+    for registry in configured:
+        client = registries.client(home, registry)
+        state = client.refresh()
+        progress(f"registry {registry.name}: index version {state.snapshot_version}")
+        clients.append(client)
+    return clients
+
+
+def choose(
+    home: Home,
+    requests: Sequence[str],
+    clients: list[RegistryClient],
+    *,
+    pre: bool = False,
+    upgrade: bool = False,
+) -> list[Chosen]:
+    """Resolve `requests` against the index; returns the releases to install (those not
+    already installed at that version)."""
+    parsed = [parse_request(r) for r in requests]
+    locked = read_lock(home.lock_file)
+    installed = {n: Version(e.version) for n, e in locked.items()}
+    index = _Index(clients, this_platform())
+    keep = {n: v for n, v in installed.items() if not upgrade or n not in dict(parsed)}
+    picked = resolve(parsed, index, pre=pre, installed=keep)
+    out = []
+    for name, candidate in picked.items():
+        if installed.get(name) == candidate.version:
+            continue
+        out.append(index.releases[(name, candidate.version)])
+    return out
+
+
+def install_from_index(
+    home: Home,
+    chosen: Sequence[Chosen],
+    clients: list[RegistryClient],
+    *,
+    trust: TrustStore,
+    progress: Progress,
+) -> list[InstallResult]:
+    """Download every chosen release through TUF, verify each publisher signature, then
+    install them all as one change. Any refusal leaves the state root as it was."""
+    by_name = {c.name: c for c in clients}
+    home.ensure()
+    work = Path(tempfile.mkdtemp(prefix=".download-", dir=home.root))
+    try:
+        verified = []
+        for pick in chosen:
+            release = pick.release
+            client = by_name[pick.registry]
+            label = f"{release.name} {release.version}"
+            size = release.artifact.length
+            progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
+            package = work / f"{release.name}-{release.version}"
+            client.download(release.artifact, package)
+            client.download(release.manifest, package, filename=MANIFEST_FILE)
+            candidate = read_package(
+                package,
+                trust=trust,
+                dev_mode=False,
+                expect=(release.name, release.version),
+            )
+            progress(
+                f"verified {label}: signed by {candidate.key_id and candidate.key_id[:12]}... "
+                f"({candidate.trust_level})"
+            )
+            verified.append(candidate)
+        return install_many(home, verified)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+__all__ = [
+    "Chosen",
+    "InstallError",
+    "RegistryError",
+    "ResolutionError",
+    "choose",
+    "install_from_index",
+    "open_clients",
+]

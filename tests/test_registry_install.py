@@ -1,0 +1,297 @@
+"""`install NAME` through a real TUF index over HTTP on 127.0.0.1: resolution, the
+publisher check, attacks that must install nothing, crash safety and concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from index import IndexRepo
+from keys import ed25519
+from keys.store import TrustStore
+from loader import journal
+from loader.boot import plan_boot
+from loader.home import Home
+from loader.reference_host import CORE_MODULES
+from loader.runtime import HOST_VERSION
+from registry_client import installer
+from registry_client.installer import InstallError
+from registry_client.registries import add_registry
+from registry_client.registry_install import choose, install_from_index, open_clients
+from registry_client.tuf_client import RegistryError
+from tests.tuf_helpers import PASSPHRASE, IndexServer, release
+
+
+@dataclass
+class Registry:
+    repo: IndexRepo
+    server: IndexServer
+    publisher: Ed25519PrivateKey
+    root: bytes
+
+    def target_file(self, target_path: str) -> Path:
+        """The published file behind a target path (consistent-snapshot name)."""
+        folder, name = target_path.rsplit("/", 1)
+        (found,) = (self.repo.published_dir / "targets" / folder).glob(f"*.{name}")
+        return found
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    publisher = ed25519.generate()
+    repo = IndexRepo.init(tmp_path / "repo", passphrase=PASSPHRASE)
+    needs_allowlist = {"host": [], "plugins": {"allowlist": "<2"}}
+    repo.add_releases(
+        [
+            release("hosts", "1.0.0", publisher),
+            release("hosts", "1.2.0", publisher),
+            release("hosts", "2.0.0", publisher, requires=needs_allowlist),
+            release("allowlist", "1.5.0", publisher),
+            release("allowlist", "2.1.0", publisher),
+        ]
+    )
+    repo.publish()
+    server = IndexServer(repo.published_dir)
+    yield Registry(repo, server, publisher, repo.root_bytes())
+    server.close()
+    repo.close()
+
+
+def make_home(path: Path, registry: Registry, *, trusted: bool = True) -> Home:
+    home = Home(path)
+    home.ensure()
+    store = TrustStore()
+    if trusted:
+        store.trust(registry.publisher.public_key(), "community", "test publisher")
+    store.save(home.trust_store)
+    add_registry(home, "test", registry.server.url, registry.root)
+    return home
+
+
+@pytest.fixture
+def home(tmp_path: Path, registry: Registry) -> Home:
+    return make_home(tmp_path / "home", registry)
+
+
+def install(home: Home, *requests: str, upgrade: bool = False) -> list[str]:
+    """Install through the library as the CLI does; returns the progress lines."""
+    lines: list[str] = []
+    clients = open_clients(home, lines.append)
+    chosen = choose(home, requests, clients, upgrade=upgrade)
+    install_from_index(
+        home, chosen, clients, trust=TrustStore.load(home.trust_store), progress=lines.append
+    )
+    return lines
+
+
+def observed(home: Home) -> dict[str, Any]:
+    """What a user and the loader would see: configured, locked, and what boot would run."""
+    plan = plan_boot(
+        home,
+        trust=TrustStore.load(home.trust_store),
+        dev_mode=False,
+        core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+        platform="linux-x86_64",
+    )
+    lock = json.loads(home.lock_file.read_text()) if home.lock_file.exists() else None
+    return {
+        "plugins.json": home.plugins_json.read_text() if home.plugins_json.exists() else None,
+        "lock": lock,
+        "boot": sorted((r.name, r.version, r.status.value) for r in plan.plugins),
+        "journal": journal.journal_path(home).exists(),
+    }
+
+
+def leftovers(home: Home) -> list[str]:
+    found = [p.name for p in home.root.glob(".download-*")]
+    if home.plugins_dir.exists():
+        found += [p.name for p in home.plugins_dir.glob(".*")]
+    return found
+
+
+def test_install_resolves_and_verifies_over_http(home: Home, registry: Registry) -> None:
+    lines = install(home, "hosts")
+    assert "downloading hosts 2.0.0 (15 B) from test" in lines
+    assert observed(home)["boot"] == [
+        ("allowlist", "1.5.0", "verified"),
+        ("hosts", "2.0.0", "verified"),
+    ]
+    lock = observed(home)["lock"]["plugins"]
+    assert lock["hosts"]["signer"] == ed25519.key_id(registry.publisher)
+    assert leftovers(home) == []
+    assert "/metadata/timestamp.json" in registry.server.requests
+
+
+def test_an_untrusted_publisher_installs_nothing(tmp_path: Path, registry: Registry) -> None:
+    home = make_home(tmp_path / "home", registry, trusted=False)
+    before = observed(home)
+    with pytest.raises(InstallError) as err:
+        install(home, "hosts==1.2.0")
+    text = str(err.value)
+    assert text.startswith("refusing to install hosts 1.2.0: plugin hosts is signed by key ")
+    assert "which is not in your trust store; run `pm-plugins keys trust`" in text
+    assert observed(home) == before
+    assert leftovers(home) == []
+
+
+def test_a_target_whose_bytes_differ_installs_nothing(home: Home, registry: Registry) -> None:
+    registry.target_file("hosts/1.2.0/any/hosts.pyz").write_bytes(b"hosts 1.2.0 evil")
+    before = observed(home)
+    with pytest.raises(RegistryError, match="registry test"):
+        install(home, "hosts==1.2.0")
+    assert observed(home) == before
+    assert leftovers(home) == []
+
+
+def test_endless_data_installs_nothing(home: Home, registry: Registry) -> None:
+    target = registry.target_file("hosts/1.2.0/any/hosts.pyz")
+    registry.server.endless.add("/" + str(target.relative_to(registry.repo.published_dir)))
+    before = observed(home)
+    with pytest.raises(RegistryError):
+        install(home, "hosts==1.2.0")
+    assert observed(home) == before
+    assert registry.server.endless_sent < 8 << 20  # the client stopped reading early
+    assert leftovers(home) == []
+
+
+def test_a_target_not_in_metadata_is_not_installable(home: Home) -> None:
+    with pytest.raises(Exception, match="no plugin named ghost is in the index"):
+        install(home, "ghost")
+
+
+def test_upgrade_replaces_the_old_release_only_once_the_new_one_is_in_place(
+    home: Home,
+) -> None:
+    install(home, "hosts==1.0.0")
+    assert (home.plugins_dir / "hosts" / "1.0.0").is_dir()
+    install(home, "hosts", upgrade=True)
+    assert observed(home)["boot"] == [
+        ("allowlist", "1.5.0", "verified"),
+        ("hosts", "2.0.0", "verified"),
+    ]
+    assert sorted(p.name for p in (home.plugins_dir / "hosts").iterdir()) == ["2.0.0"]
+
+
+# -- crash safety: a fault at each step leaves the old state or the new ---------------------
+
+
+class Crash(Exception):
+    pass
+
+
+def fail_on_call(n: int, real: Callable[..., Any]) -> Callable[..., Any]:
+    calls = {"n": 0}
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Crash(f"injected fault on call {n}")
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+FAULTS = {
+    "first release put in place": ("installer", "_put_in_place", 1),
+    "second release put in place": ("installer", "_put_in_place", 2),
+    "journal written": ("journal", "write_atomic", 1),
+    "plugins.json replaced": ("journal", "write_atomic", 2),
+    "lock replaced": ("journal", "write_atomic", 3),
+    "old releases removed": ("installer", "_remove_other_versions", 1),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("operation", ["install", "upgrade"])
+def test_a_crash_at_any_step_leaves_the_old_state_or_the_new(
+    tmp_path: Path,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    operation: str,
+) -> None:
+    def setup(home: Home) -> None:
+        install(home, "hosts==1.0.0")
+
+    def change(home: Home) -> None:
+        if operation == "install":
+            install(home, "hosts==2.0.0")  # upgrades hosts and adds allowlist
+        else:
+            install(home, "hosts", upgrade=True)
+
+    reference = make_home(tmp_path / "reference", registry)
+    setup(reference)
+    old = observed(reference)
+    change(reference)
+    new = observed(reference)
+    assert old != new
+
+    home = make_home(tmp_path / "home", registry)
+    setup(home)
+    module, name, n = FAULTS[fault]
+    target = installer if module == "installer" else journal
+    monkeypatch.setattr(target, name, fail_on_call(n, getattr(target, name)))
+    with pytest.raises(Crash):
+        change(home)
+    monkeypatch.undo()
+    journal.roll_forward(home)  # what the next command or boot does first
+    after = observed(home)
+    assert after in (old, new), f"{fault}: a mix of old and new: {after}"
+    # a second attempt after the crash completes the change
+    change(home)
+    assert observed(home) == new
+
+
+# -- concurrency and hostile files ------------------------------------------------------------
+
+
+def cli(home: Home, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ}
+    return subprocess.Popen(
+        [sys.executable, "-m", "registry_client", "--home", str(home.root), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_installs_at_once_both_land(home: Home) -> None:
+    first = cli(home, "install", "hosts==1.0.0")
+    second = cli(home, "install", "allowlist==2.1.0")
+    for proc in (first, second):
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert observed(home)["boot"] == [
+        ("allowlist", "2.1.0", "verified"),
+        ("hosts", "1.0.0", "verified"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "words"),
+    [
+        ("plugins.lock", b'{"version": 1, "plugins": {"hosts": {}}}', 'field "version" is missing'),
+        ("plugins.lock", b"\xff\xfe{}", "plugins.lock"),
+        ("plugins.json", b'[{"name": "a", "name": "b"}]', 'has the key "name" twice'),
+    ],
+)
+def test_a_hostile_state_file_is_one_clear_error(
+    home: Home, file: str, content: bytes, words: str
+) -> None:
+    (home.root / file).write_bytes(content)
+    proc = cli(home, "install", "hosts==1.0.0")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("Error: ")]
+    assert words in line and file in line
+    assert not (home.plugins_dir / "hosts").exists()
