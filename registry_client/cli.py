@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -44,7 +44,12 @@ from registry_client.installer import (
     uninstall,
 )
 from registry_client.package import PackageError, build_package
-from registry_client.registry_install import choose, install_from_index, open_clients
+from registry_client.registry_install import (
+    BarFactory,
+    choose,
+    install_from_index,
+    open_clients,
+)
 from registry_client.render import table
 from registry_client.resolve import ResolutionError
 from registry_client.tuf_client import RegistryClient, RegistryError, Release
@@ -254,6 +259,17 @@ def _progress(line: str) -> None:
     click.echo(line, err=True)
 
 
+@contextlib.contextmanager
+def _bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A download progress bar on stderr (used only when stderr is a terminal)."""
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _download_bar() -> BarFactory | None:
+    return _bar if sys.stderr.isatty() else None
+
+
 def _clients(ctx: Context) -> list[RegistryClient]:
     """The configured registries, refreshed; the embedded default one on first use."""
     ensure_default_registry(ctx.home, _progress)
@@ -283,7 +299,12 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 click.echo("nothing to do: the requested plugins are installed")
                 return
             results = install_from_index(
-                ctx.home, chosen, clients, trust=ctx.trust(), progress=_progress
+                ctx.home,
+                chosen,
+                clients,
+                trust=ctx.trust(),
+                progress=_progress,
+                bar=_download_bar(),
             )
     _report_installs(results)
 
@@ -324,7 +345,12 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             click.echo("everything is up to date")
             return
         results = install_from_index(
-            ctx.home, chosen, clients, trust=ctx.trust(), progress=_progress
+            ctx.home,
+            chosen,
+            clients,
+            trust=ctx.trust(),
+            progress=_progress,
+            bar=_download_bar(),
         )
     _report_installs(results)
 

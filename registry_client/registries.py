@@ -87,6 +87,8 @@ def add_registry(home: Home, name: str, url: str, root: bytes | Path) -> Registr
     registries = read_registries(home)
     if any(r.name == name for r in registries):
         raise RegistryError(f"a registry named {name} is already configured; remove it first")
+    if "://" not in url:  # a folder: remember where it is, not where we stood
+        url = Path(url).expanduser().resolve().as_uri()
     cache = cache_dir(home, name)
     try:
         RegistryClient.bootstrap(name, url, cache, root)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
 
 Progress = Callable[[str], None]
+#: Makes a progress bar for one download: (label, total bytes) -> a context manager giving
+#: the callable that hears each chunk's size. None: plain lines only (not a terminal).
+BarFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ def install_from_index(
     *,
     trust: TrustStore,
     progress: Progress,
+    bar: BarFactory | None = None,
 ) -> list[InstallResult]:
     """Download every chosen release through TUF, verify each publisher signature, then
     install them all as one change. Any refusal leaves the state root as it was."""
@@ -147,9 +152,13 @@ def install_from_index(
             client = by_name[pick.registry]
             label = f"{release.name} {release.version}"
             size = release.artifact.length
-            progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
             package = work / f"{release.name}-{release.version}"
-            client.download(release.artifact, package)
+            if bar is None:
+                progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
+                client.download(release.artifact, package)
+            else:
+                with bar(f"downloading {label}", size) as advance:
+                    client.download(release.artifact, package, on_bytes=advance)
             client.download(release.manifest, package, filename=MANIFEST_FILE)
             candidate = read_package(
                 package,

@@ -49,7 +49,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,6 +117,7 @@ class _CountingFetcher(FetcherInterface):
     def __init__(self) -> None:
         self.urls: list[str] = []
         self.bytes_received = 0
+        self.on_chunk: Callable[[int], None] | None = None  # a download's progress
 
     @property
     def last_url(self) -> str:
@@ -129,6 +130,8 @@ class _CountingFetcher(FetcherInterface):
     def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             self.bytes_received += len(chunk)
+            if self.on_chunk is not None:
+                self.on_chunk(len(chunk))
             yield chunk
 
     def download_bytes(self, url: str, max_length: int) -> bytes:
@@ -712,10 +715,16 @@ class RegistryClient:
         return TargetInfo.of(tf)
 
     def download(
-        self, target: str | TargetInfo, dest_dir: Path, *, filename: str | None = None
+        self,
+        target: str | TargetInfo,
+        dest_dir: Path,
+        *,
+        filename: str | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> Path:
         """Download a target into ``dest_dir`` (as its base name, or ``filename``) once
-        its length and hashes match the signed metadata; nothing is left on failure."""
+        its length and hashes match the signed metadata; nothing is left on failure.
+        ``on_bytes`` hears the size of every chunk received (a progress bar)."""
         updater = self._ready()
         info = self.target(target) if isinstance(target, str) else target
         name = filename or info.filename
@@ -727,7 +736,14 @@ class RegistryClient:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
             os.close(fd)
             try:
-                updater.download_target(info.to_tuf(), filepath=tmp)
+                counting = self.fetcher if isinstance(self.fetcher, _CountingFetcher) else None
+                if counting is not None:
+                    counting.on_chunk = on_bytes
+                try:
+                    updater.download_target(info.to_tuf(), filepath=tmp)
+                finally:
+                    if counting is not None:
+                        counting.on_chunk = None
                 os.replace(tmp, dest_dir / name)
             finally:
                 Path(tmp).unlink(missing_ok=True)

@@ -3,8 +3,10 @@ publisher check, attacks that must install nothing, crash safety and concurrency
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -295,3 +297,40 @@ def test_a_hostile_state_file_is_one_clear_error(
     (line,) = [ln for ln in err.splitlines() if ln.startswith("Error: ")]
     assert words in line and file in line
     assert not (home.plugins_dir / "hosts").exists()
+
+
+def test_a_terminal_gets_a_progress_bar_fed_every_byte(home: Home) -> None:
+    bars: list[tuple[str, int, list[int]]] = []
+
+    @contextlib.contextmanager
+    def bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+        seen: list[int] = []
+        bars.append((label, total, seen))
+        yield seen.append
+
+    lines: list[str] = []
+    clients = open_clients(home, lines.append)
+    chosen = choose(home, ["hosts==1.2.0"], clients)
+    trust = TrustStore.load(home.trust_store)
+    install_from_index(home, chosen, clients, trust=trust, progress=lines.append, bar=bar)
+    assert [(label, total, sum(seen)) for label, total, seen in bars] == [
+        ("downloading hosts 1.2.0", 15, 15)
+    ]
+    assert not any(line.startswith("downloading") for line in lines)
+
+
+def test_an_offline_copy_of_the_index_installs_the_same(tmp_path: Path, registry: Registry) -> None:
+    copy = tmp_path / "usb-stick"
+    shutil.copytree(registry.repo.published_dir, copy)
+    registry.server.close()  # no network from here on
+    home = Home(tmp_path / "offline")
+    home.ensure()
+    store = TrustStore()
+    store.trust(registry.publisher.public_key(), "community", "test publisher")
+    store.save(home.trust_store)
+    add_registry(home, "usb", copy.as_uri(), registry.root)
+    install(home, "hosts==1.2.0")
+    assert observed(home)["boot"] == [("hosts", "1.2.0", "verified")]
+    (copy / "metadata" / "timestamp.json").write_text("{}")  # a damaged copy is refused
+    with pytest.raises(RegistryError, match="registry usb"):
+        install(home, "allowlist")
