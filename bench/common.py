@@ -15,6 +15,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,14 @@ class Report:
     @property
     def all_met(self) -> bool:
         return all(t.met for t in self.targets)
+
+    def finish(self, began: float) -> Report:
+        """Record the load after the run and how long it took (`began`: perf_counter)."""
+        self.machine |= {
+            "loadavg_after": loadavg(),
+            "bench_seconds": round(time.perf_counter() - began, 1),
+        }
+        return self
 
 
 def _cell(value: Any) -> str:

@@ -409,11 +409,7 @@ def measure() -> Report:
         f"(its start included); best of {VERIFY_REPEATS} each, alternating, file in the "
         "page cache. MB = 10^6 bytes.",
     ]
-    report.machine |= {
-        "loadavg_after": loadavg(),
-        "bench_seconds": round(time.perf_counter() - began, 1),
-    }
-    return report
+    return report.finish(began)
 
 
 def main() -> Report:

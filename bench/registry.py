@@ -375,11 +375,7 @@ def measure() -> Report:
         f"{UPDATE_REPEATS['flat']} (flat), each with a new client on the warm cache.",
         f"Throughput: best of {VERIFY_REPEATS}, alternating, after one warm-up each.",
     ]
-    report.machine |= {
-        "loadavg_after": loadavg(),
-        "bench_seconds": round(time.perf_counter() - began, 1),
-    }
-    return report
+    return report.finish(began)
 
 
 def main() -> Report:

@@ -627,11 +627,7 @@ def measure() -> Report:
         f"Reports sent {reporting['reports_sent']}, taken {reporting['reports_taken']}, "
         f"dropped {reporting['reports_dropped']}.",
     ]
-    report.machine |= {
-        "loadavg_after": loadavg(),
-        "bench_seconds": round(time.perf_counter() - began, 1),
-    }
-    return report
+    return report.finish(began)
 
 
 def main() -> Report:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from packaging.version import InvalidVersion, Version
@@ -68,6 +68,7 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -183,6 +184,16 @@ def _public_key_arg(value: str) -> Any:
     return ed25519.public_key_from_text(value.strip(), source="the public key given")
 
 
+def _change_trust(ctx: Context, change: Callable[[TrustStore], T]) -> T:
+    """Load the trust store, apply `change`, save it atomically."""
+    with _refusals():
+        store = ctx.trust()
+        result = change(store)
+        ctx.home.ensure()
+        store.save(ctx.home.trust_store)
+    return result
+
+
 @keys.command("trust")
 @click.argument("public_key")
 @click.option("--level", type=click.Choice(LEVELS), default="community", show_default=True)
@@ -190,11 +201,7 @@ def _public_key_arg(value: str) -> Any:
 @pass_ctx
 def keys_trust(ctx: Context, public_key: str, level: str, label: str) -> None:
     """Trust a publisher's PUBLIC_KEY (base64 text, or a file holding it)."""
-    with _refusals():
-        store = ctx.trust()
-        entry = store.trust(_public_key_arg(public_key), level, label)
-        ctx.home.ensure()
-        store.save(ctx.home.trust_store)
+    entry = _change_trust(ctx, lambda store: store.trust(_public_key_arg(public_key), level, label))
     click.echo(f"trusted key {entry.key_id} ({level}{', ' + label if label else ''})")
 
 
@@ -203,10 +210,7 @@ def keys_trust(ctx: Context, public_key: str, level: str, label: str) -> None:
 @pass_ctx
 def keys_untrust(ctx: Context, key_id: str) -> None:
     """Stop trusting KEY_ID (it can be trusted again later)."""
-    with _refusals():
-        store = ctx.trust()
-        store.untrust(key_id)
-        store.save(ctx.home.trust_store)
+    _change_trust(ctx, lambda store: store.untrust(key_id))
     click.echo(f"key {key_id} is no longer trusted")
 
 
@@ -215,11 +219,7 @@ def keys_untrust(ctx: Context, key_id: str) -> None:
 @pass_ctx
 def keys_revoke(ctx: Context, key_id: str) -> None:
     """Revoke KEY_ID for good: nothing it signed runs or installs again."""
-    with _refusals():
-        store = ctx.trust()
-        store.revoke(key_id)
-        ctx.home.ensure()
-        store.save(ctx.home.trust_store)
+    _change_trust(ctx, lambda store: store.revoke(key_id))
     click.echo(f"key {key_id} is revoked")
 
 
