@@ -30,8 +30,6 @@ class Demo:
         self.home = home
         self.env = {**os.environ, "PM_PLUGINS_HOME": str(home)}
         self.env.pop("PM_PLUGINS_DEV_MODE", None)
-        # plugin executables start with `#!/usr/bin/env python3`: make it this interpreter
-        self.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + self.env["PATH"]
 
     @staticmethod
     def step(text: str) -> None:

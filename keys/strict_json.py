@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -230,6 +232,32 @@ def loads(
     return value
 
 
+def read_regular(path: Path, max_bytes: int, *, source: str) -> bytes:
+    """At most `max_bytes + 1` bytes of the regular file at `path`.
+
+    Opened without blocking and checked to be a regular file, so a FIFO or a device put
+    in place of a state file is refused at once instead of hanging every command. A
+    missing file raises `FileNotFoundError` (callers decide what absence means); any other
+    failure is a :class:`StrictJSONError` naming `source`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StrictJSONError(f"{source}: is not a regular file")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise StrictJSONError(f"{source}: cannot be read ({e.strerror or e})") from e
+    finally:
+        os.close(fd)
+
+
 def load(
     path: Path,
     *,
@@ -246,8 +274,7 @@ def load(
     """
     name = str(path) if source is None else source
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+        data = read_regular(path, max_bytes, source=name)
     except OSError as e:
         raise StrictJSONError(f"{name}: cannot be read ({e.strerror or e})") from e
     return loads(

@@ -52,6 +52,7 @@ class PlanStatus(enum.StrEnum):
     REVOKED_KEY = "revoked-key"
     MODIFIED = "modified"
     NOT_INSTALLED = "not-installed"
+    NAME_TAKEN = "name-taken"
     REFUSED_DEPENDENCY = "refused-dependency"
 
 
@@ -140,7 +141,16 @@ def plan_boot(
         return BootPlan([], error=str(err))
     locked = dict(locked_versions or {})
     target = platform or this_platform()
-    rows = [_verify_entry(home, e, trust, dev_mode, locked.get(e.name), target) for e in entries]
+    rows = [
+        PlannedPlugin(
+            e,
+            PlanStatus.NAME_TAKEN,
+            f"plugin {e.name} has the name of a host module; a plugin cannot replace one",
+        )
+        if e.name in core_modules
+        else _verify_entry(home, e, trust, dev_mode, locked.get(e.name), target)
+        for e in entries
+    ]
     _check_dependencies(rows, core_modules)
     return BootPlan(rows)
 
@@ -254,7 +264,15 @@ def _verify_entry(
 
 
 def _refusal(verdict: Verdict) -> Verdict:
-    return Verdict(verdict.status, verdict.reason, runs=False)
+    """The verdict, refused; the verified manifest stays (what it requires is still true)."""
+    return Verdict(
+        verdict.status,
+        verdict.reason,
+        runs=False,
+        key_id=verdict.key_id,
+        trust_level=verdict.trust_level,
+        manifest=verdict.manifest,
+    )
 
 
 def _read_manifest(directory: Path, name: str) -> bytes | None:

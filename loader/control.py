@@ -23,6 +23,7 @@ from typing import Any
 from loader.errors import LoaderError
 
 MAX_REQUEST = 64 * 1024
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -46,10 +47,18 @@ class ControlServer:
             if _alive(self.path):
                 raise ControlError(f"a host is already running here ({self.path} answers)")
             self.path.unlink()
+        if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
+            raise ControlError(
+                f"the control socket path {self.path} is longer than unix sockets allow "
+                f"({MAX_SOCKET_PATH} bytes); use a shorter --home"
+            )
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
             sock.bind(str(self.path))
+        except OSError as err:
+            sock.close()
+            raise ControlError(f"cannot listen on {self.path}: {err.strerror or err}") from err
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
@@ -116,7 +125,7 @@ def request(path: Path, op: str, timeout: float = 30.0, **args: Any) -> Any:
             raise ControlError(f"{path} belongs to another user") from err
         sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
         line = _read_line(sock)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise ControlError(f"the host at {path} did not answer ({err})") from err
     finally:
         sock.close()

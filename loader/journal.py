@@ -40,15 +40,35 @@ def journal_path(home: Home) -> Path:
 
 
 @contextlib.contextmanager
-def state_lock(home: Home) -> Iterator[None]:
-    """Hold the state root's file lock: one change (or roll-forward) at a time."""
+def state_lock(home: Home, *, shared: bool = False) -> Iterator[None]:
+    """Hold the state root's file lock: exclusive for a change (one at a time), shared for
+    reading a consistent state (boot, verify)."""
     home.ensure()
     fd = os.open(home.mutation_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def changing(home: Home) -> Iterator[None]:
+    """The exclusive lock, with any interrupted change finished first (under the lock, so
+    no other change can slip in between)."""
+    with state_lock(home):
+        if journal_path(home).exists():
+            _apply(home)
+        yield
+
+
+@contextlib.contextmanager
+def reading(home: Home) -> Iterator[None]:
+    """A consistent state to read: interrupted changes finished, then a shared lock held
+    (no change commits or deletes a release while the caller reads)."""
+    roll_forward(home)
+    with state_lock(home, shared=True):
+        yield
 
 
 def commit(home: Home, plugins_json: bytes, lock: bytes) -> None:

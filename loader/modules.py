@@ -226,6 +226,26 @@ class ModuleManager:
                     dependent.state, dependent.reason = ModuleState.STOPPED, ""
         self.start_all()
 
+    def mark_failed(self, name: str, reason: str) -> list[str]:
+        """A running module failed on its own (a plugin that crashed too often): it is
+        FAILED with `reason`, and its running dependents are stopped, most dependent first.
+        Returns the dependents stopped."""
+        with self._lock:
+            module = self.get(name)
+            stopped = []
+            for dep_name in self.dependents(name):
+                dependent = self._modules[dep_name]
+                if dependent.state is ModuleState.RUNNING:
+                    self._stop_one(
+                        dependent,
+                        ModuleState.REFUSED,
+                        f"{dep_name} was stopped: it needs {name}, which failed",
+                    )
+                    stopped.append(dep_name)
+            module.state, module.reason = ModuleState.FAILED, reason
+            log.error("%s", reason)
+            return stopped
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _refuse(self, name: str, reason: str) -> None:

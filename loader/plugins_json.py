@@ -228,12 +228,13 @@ def read_plugins_json(path: Path | str) -> list[PluginEntry]:
     """Read and parse ``path``; a missing file is an empty list (nothing configured)."""
     p = Path(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read(strict_json.DEFAULT_MAX_BYTES + 1)
+        data = strict_json.read_regular(p, strict_json.DEFAULT_MAX_BYTES, source=str(p))
     except FileNotFoundError:
         return []
     except OSError as err:
         raise PluginsFileError(f"{p}: cannot be read ({err.strerror or err})") from err
+    except StrictJSONError as err:
+        raise PluginsFileError(str(err)) from err
     return parse_plugins_json(data, source=str(p))
 
 

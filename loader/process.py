@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -70,10 +71,18 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
+def plugin_path() -> str:
+    """The host's PATH with its own interpreter's folder first: a `#!/usr/bin/env python3`
+    plugin runs under the host's Python (which has `pm_plugin`), venv or not."""
+    own = os.path.dirname(sys.executable)
+    rest = [p for p in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)]
+    return os.pathsep.join([own, *(p for p in rest if p and p != own)])
+
+
 def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, str]:
     """The environment a plugin starts with: nothing of the host's beyond PATH and locale."""
     return {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "PATH": plugin_path(),
         "LANG": "C.UTF-8",
         "HOME": socket_dir,
         "TMPDIR": socket_dir,

@@ -28,7 +28,7 @@ from keys.store import TrustStore
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
 from loader.errors import LoaderError
 from loader.home import Home
-from loader.journal import roll_forward
+from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.modules import ModuleManager, ModuleState
 from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
@@ -91,6 +91,8 @@ class ReferenceHost:
         self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
         self.disabled = disabled
         self.plugins = plugin_host or PluginHost(base_directory=str(home.root))
+        if self.plugins.on_state is None:
+            self.plugins.on_state = self._on_plugin_state
         self.modules = ModuleManager()
         self.core = {name: _CoreModule(name) for name in CORE_MODULES}
         self.plan = BootPlan([])
@@ -103,16 +105,16 @@ class ReferenceHost:
     def boot(self) -> BootPlan:
         """Verify, register and start everything that may run. Never raises for a plugin."""
         try:
-            roll_forward(self.home)  # finish an install a crash interrupted
-        except LoaderError as err:
-            log.error("%s", err)
-        self.plan = plan_boot(
-            self.home,
-            trust=self.trust,
-            dev_mode=self.dev_mode,
-            core_modules={name: HOST_VERSION for name in CORE_MODULES},
-            locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
-        )
+            with reading(self.home):  # no install commits or deletes while we read
+                self.plan = plan_boot(
+                    self.home,
+                    trust=self.trust,
+                    dev_mode=self.dev_mode,
+                    core_modules={name: HOST_VERSION for name in CORE_MODULES},
+                    locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
+                )
+        except LoaderError as err:  # an unreadable journal: boot the host's own modules
+            self.plan = BootPlan([], error=str(err))
         if self.plan.error:
             log.error("no plugin starts: %s", self.plan.error)
         for name, needs in CORE_MODULES.items():
@@ -156,17 +158,28 @@ class ReferenceHost:
             )
         )
         name = row.name
-        self.modules.register(
-            name,
-            row.needs,
-            lambda: self._start_plugin(name),
-            lambda: self.plugins.stop(name),
-            kind="plugin",
-            disabled=entry.disable_autostart,
-        )
+        try:
+            self.modules.register(
+                name,
+                row.needs,
+                lambda: self._start_plugin(name),
+                lambda: self.plugins.stop(name),
+                kind="plugin",
+                disabled=entry.disable_autostart or name in self.disabled,
+            )
+        except ValueError as err:  # plan_boot refuses host-module names; never crash boot
+            row.status, row.reason = PlanStatus.NAME_TAKEN, str(err)
 
     def _start_plugin(self, name: str) -> None:
         self.plugins.start(name)
+
+    def _on_plugin_state(self, name: str, state: PluginState, reason: str) -> None:
+        """A plugin that supervision gave up on fails its module; dependents stop."""
+        if state is PluginState.FAILED:
+            with contextlib.suppress(LookupError):
+                module = self.modules.get(name)
+                if module.state is ModuleState.RUNNING:
+                    self.modules.mark_failed(name, reason)
 
     def shutdown(self) -> None:
         """Stop every module, plugins before what they need; release the sealed copies."""

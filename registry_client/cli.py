@@ -22,7 +22,7 @@ import click
 from packaging.version import InvalidVersion, Version
 
 from keys import ed25519
-from keys.errors import KeysError
+from keys.errors import KeyFileError, KeysError
 from keys.store import LEVELS, TrustStore
 from loader.boot import plan_boot
 from loader.control import ControlServer, request
@@ -85,6 +85,9 @@ def _refusals() -> Iterator[None]:
         ResolutionError,
     ) as err:
         raise click.ClickException(str(err)) from err
+    except OSError as err:  # the disk, not us: say which file and what the system said
+        where = f"{err.filename}: " if err.filename else ""
+        raise click.ClickException(f"{where}{err.strerror or err}") from err
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
@@ -180,7 +183,11 @@ def keys_list(ctx: Context, as_json: bool) -> None:
 def _public_key_arg(value: str) -> Any:
     path = Path(value)
     if path.is_file():
-        return ed25519.public_key_from_text(path.read_text().strip(), source=str(path))
+        try:
+            text = path.read_bytes()[:4096].decode("ascii")
+        except UnicodeDecodeError as err:
+            raise KeyFileError(f"{path}: is not a base64 public key") from err
+        return ed25519.public_key_from_text(text.strip(), source=str(path))
     return ed25519.public_key_from_text(value.strip(), source="the public key given")
 
 
@@ -283,7 +290,7 @@ def _clients(ctx: Context) -> list[RegistryClient]:
 def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
     """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
     ./PATH of a package directory (in dev mode also a plugin source directory)."""
-    paths = [t for t in targets if "/" in t or Path(t).exists()]
+    paths = [t for t in targets if "/" in t or t.startswith(".")]  # ./hosts, not hosts
     if paths and len(paths) != len(targets):
         raise click.ClickException("install either names from the registry or paths, not both")
     with _refusals():
@@ -294,7 +301,7 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
             results = install_many(ctx.home, releases)
         else:
             clients = _clients(ctx)
-            chosen = choose(ctx.home, targets, clients, pre=pre)
+            chosen = choose(ctx.home, targets, clients, trust=ctx.trust(), pre=pre)
             if not chosen:
                 click.echo("nothing to do: the requested plugins are installed")
                 return
@@ -340,7 +347,12 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             click.echo("no plugins installed")
             return
         clients = _clients(ctx)
-        chosen = choose(ctx.home, wanted, clients, pre=pre, upgrade=True)
+        if not names:  # every installed plugin that some registry has
+            local = [n for n in wanted if not any(c.find(n) for c in clients)]
+            for name in local:
+                _progress(f"skipping {name}: it is in no configured registry")
+            wanted = [n for n in wanted if n not in local]
+        chosen = choose(ctx.home, wanted, clients, trust=ctx.trust(), pre=pre, upgrade=True)
         if not chosen:
             click.echo("everything is up to date")
             return
@@ -498,20 +510,7 @@ def registry_remove(ctx: Context, name: str) -> None:
 def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
     """Remove plugin NAME (refused while another installed plugin needs it)."""
     with _refusals():
-        plan = plan_boot(
-            ctx.home,
-            trust=ctx.trust(),
-            dev_mode=True,
-            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
-        )
-        dependents = [
-            row.name
-            for row in plan.plugins
-            if row.manifest is not None
-            and row.name != name
-            and any(dep == name for dep, _ in row.manifest.requires.plugins)
-        ]
-        version = uninstall(ctx.home, name, dependents=dependents, force=force)
+        version = uninstall(ctx.home, name, trust=ctx.trust(), force=force)
     click.echo(f"uninstalled {name} {version}")
 
 

@@ -27,9 +27,10 @@ from index.repository import IndexRepo
 from keys import ed25519
 from keys.store import TrustStore
 from loader.home import Home
+from loader.journal import state_lock
 from registry_client.index_commands import read_package as read_index_package
 from registry_client.package import build_package
-from registry_client.registries import add_registry, read_registries
+from registry_client.registries import add_registry, registries_file
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "plugins"
 REGISTRY_NAME = "default"
@@ -43,12 +44,21 @@ def default_index_dir(home: Home) -> Path:
 def ensure_default_registry(
     home: Home, progress: Callable[[str], None], examples: Path = EXAMPLES
 ) -> bool:
-    """Publish the embedded index and configure it, unless a registry is configured.
+    """Publish the embedded index and configure it, on a state root that has never had a
+    registry (no `registries.json`; removing every registry does not bring it back).
 
-    Returns True when it did the work."""
-    if read_registries(home):
+    Returns True when it did the work. Runs under the state root's lock, so two first
+    commands at once publish it once."""
+    if registries_file(home).exists():
         return False
-    home.ensure()
+    with state_lock(home):
+        if registries_file(home).exists():
+            return False
+        _publish_default(home, progress, examples)
+        return True
+
+
+def _publish_default(home: Home, progress: Callable[[str], None], examples: Path) -> None:
     final = default_index_dir(home)
     if final.exists():
         shutil.rmtree(final)  # a first run that did not finish
@@ -81,4 +91,3 @@ def ensure_default_registry(
         f"registry {REGISTRY_NAME}: {published} (publisher key "
         f"{ed25519.key_id(publisher)[:12]}... trusted as community)"
     )
-    return True

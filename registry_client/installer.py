@@ -17,7 +17,6 @@ NAME` of the registry uses once it has downloaded a package.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -25,20 +24,27 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
+
+from keys.dsse import envelope_from_bytes
+from keys.errors import KeysError
 from keys.store import TrustStore
 from loader.boot import (
     MANIFEST_FILE,
     MAX_ARTIFACT_BYTES,
     MAX_MANIFEST_BYTES,
     artifact_path,
+    plan_boot,
     this_platform,
 )
 from loader.errors import LoaderError
 from loader.home import Home
-from loader.journal import commit, roll_forward, state_lock
+from loader.journal import changing, commit
 from loader.lockfile import Locked, dumps_lock, read_lock
-from loader.manifest import Manifest
+from loader.manifest import Manifest, parse_manifest
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
+from loader.reference_host import CORE_MODULES
+from loader.runtime import HOST_VERSION
 from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source
@@ -73,12 +79,6 @@ class InstallResult:
     replaced: str | None = None  # the version it replaced
     unchanged: bool = False  # the same release was already installed
     missing: list[str] = field(default_factory=list)  # required plugins not configured
-
-
-def mutation_lock(home: Home) -> contextlib.AbstractContextManager[None]:
-    """The state root's file lock, after finishing any change a crash interrupted."""
-    roll_forward(home)
-    return state_lock(home)
 
 
 def read_package(
@@ -162,9 +162,17 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
     """Install several verified releases as one change: every release directory is put in
     place first, then plugins.json and plugins.lock are replaced once, then the releases
     they replaced are removed. A crash leaves the old configuration or the new one."""
-    with mutation_lock(home):
+    with changing(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
+        for release in releases:  # refuse before anything is written
+            final = home.release_dir(release.name, release.version)
+            if final.exists() and not _same_release(final, release):
+                raise InstallError(
+                    f"{release.name} {release.version} is already installed with other bytes; "
+                    f"a release never changes: give the new build a new version, or "
+                    f"uninstall {release.name} first"
+                )
         results = []
         for release in releases:
             final = home.release_dir(release.name, release.version)
@@ -178,7 +186,12 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
                 result.unchanged = True
             else:
                 _put_in_place(home, final, release)
-            entries = _with_entry(entries, release)
+            old = locked.get(release.name)
+            old_manifest = (
+                _claimed_manifest(home.release_dir(release.name, old.version)) if old else None
+            )
+            old_types = old_manifest.types if old_manifest is not None else None
+            entries = _with_entry(entries, release, old_types)
             digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
             locked[release.name] = Locked(release.version, digest, release.key_id)
             results.append(result)
@@ -192,16 +205,60 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
         return results
 
 
-def uninstall(home: Home, name: str, *, dependents: list[str], force: bool = False) -> str:
+def installed_requirements(
+    home: Home, trust: TrustStore
+) -> dict[str, tuple[str, tuple[tuple[str, SpecifierSet], ...]]]:
+    """Every configured plugin's installed version and the plugins it requires.
+
+    From each release's signed manifest whatever its status (untrusted, refused, ...):
+    this is used only to protect dependents, so a manifest that does not verify still
+    counts, read from its envelope without a trust decision.
+    """
+    locked = read_lock(home.lock_file)
+    plan = plan_boot(
+        home,
+        trust=trust,
+        dev_mode=True,
+        core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+        locked_versions={n: e.version for n, e in locked.items()},
+    )
+    out = {}
+    for row in plan.plugins:
+        manifest = row.manifest or _claimed_manifest(row.directory)
+        requires = manifest.requires.plugins if manifest is not None else ()
+        version = row.version or (locked[row.name].version if row.name in locked else "")
+        out[row.name] = (version, requires)
+    return out
+
+
+def _claimed_manifest(directory: Path | None) -> Manifest | None:
+    """The manifest a release claims, unverified (see `installed_requirements`)."""
+    if directory is None:
+        return None
+    try:
+        envelope = envelope_from_bytes(
+            read_once(directory / MANIFEST_FILE, MAX_MANIFEST_BYTES), source=str(directory)
+        )
+        return parse_manifest(envelope.payload, source=str(directory))
+    except (LoaderError, KeysError):
+        return None
+
+
+def uninstall(home: Home, name: str, *, trust: TrustStore, force: bool = False) -> str:
     """Remove plugin `name` (its entry, lock line and files); returns the removed version.
 
-    `dependents` are the installed plugins that require it: refused unless `force`.
+    Refused while another configured plugin requires it, unless `force`.
     """
-    with mutation_lock(home):
+    with changing(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
         if name not in locked and all(e.name != name for e in entries):
             raise InstallError(f"plugin {name} is not installed")
+        dependents = [
+            other
+            for other, (_, requires) in installed_requirements(home, trust).items()
+            if other != name and any(dep == name for dep, _ in requires)
+        ]
         if dependents and not force:
             raise InstallError(
                 f"plugin {name} is required by {', '.join(sorted(dependents))}; uninstall "
@@ -247,9 +304,7 @@ def _put_in_place(home: Home, final: Path, release: Release) -> None:
         os.chmod(staging, 0o755)
         _fsync_dir(staging)
         final.parent.mkdir(mode=0o755, exist_ok=True)
-        if final.exists():  # the same version with other bytes: swap it out
-            _remove_tree(home, final)
-        os.rename(staging, final)
+        os.rename(staging, final)  # never over an existing release (install_many refuses)
         _fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -288,16 +343,21 @@ def _remove_other_versions(home: Home, name: str, keep: str) -> None:
             _remove_tree(home, item)
 
 
-def _with_entry(entries: list[PluginEntry], release: Release) -> list[PluginEntry]:
-    """plugins.json with `release` named: an existing entry keeps its config and choices."""
+def _with_entry(
+    entries: list[PluginEntry], release: Release, old_types: tuple[str, ...] | None
+) -> list[PluginEntry]:
+    """plugins.json with `release` named: an existing entry keeps its config and choices;
+    its types follow the new release unless the user changed them (`old_types`: what the
+    release it replaces declared)."""
     out = []
     found = False
     for entry in entries:
         if entry.name == release.name:
             found = True
+            follow = old_types is not None and entry.types == old_types
             entry = PluginEntry(
                 entry.name,
-                entry.types,
+                release.types if follow else entry.types,
                 entry.config,
                 entry.privileged,
                 entry.disable_autostart,

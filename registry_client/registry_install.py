@@ -25,8 +25,14 @@ from loader.boot import MANIFEST_FILE, this_platform
 from loader.home import Home
 from loader.lockfile import read_lock
 from registry_client import registries
-from registry_client.installer import InstallError, InstallResult, install_many, read_package
-from registry_client.resolve import Candidate, ResolutionError, parse_request, resolve
+from registry_client.installer import (
+    InstallError,
+    InstallResult,
+    install_many,
+    installed_requirements,
+    read_package,
+)
+from registry_client.resolve import Candidate, ResolutionError, Want, parse_request, resolve
 from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
 
@@ -112,6 +118,7 @@ def choose(
     requests: Sequence[str],
     clients: list[RegistryClient],
     *,
+    trust: TrustStore,
     pre: bool = False,
     upgrade: bool = False,
 ) -> list[Chosen]:
@@ -121,8 +128,15 @@ def choose(
     locked = read_lock(home.lock_file)
     installed = {n: Version(e.version) for n, e in locked.items()}
     index = _Index(clients, this_platform())
-    keep = {n: v for n, v in installed.items() if not upgrade or n not in dict(parsed)}
-    picked = resolve(parsed, index, pre=pre, installed=keep)
+    asked = {name for name, _ in parsed}
+    keep = {n: v for n, v in installed.items() if not upgrade or n not in asked}
+    constraints: dict[str, list[Want]] = {}
+    for other, (version, requires) in installed_requirements(home, trust).items():
+        if other in asked:
+            continue  # being replaced: its old requirements do not bind
+        for dep, spec in requires:
+            constraints.setdefault(dep, []).append(Want(spec, f"{other} {version} (installed)"))
+    picked = resolve(parsed, index, pre=pre, installed=keep, constraints=constraints)
     out = []
     for name, candidate in picked.items():
         if installed.get(name) == candidate.version:

@@ -59,17 +59,21 @@ def resolve(
     *,
     pre: bool = False,
     installed: Mapping[str, Version] | None = None,
+    constraints: Mapping[str, Sequence[Want]] | None = None,
 ) -> dict[str, Candidate]:
     """One release per plugin satisfying `requests` and, transitively, their requirements.
 
     `installed` versions are preferred when they satisfy everything (no needless upgrade
-    of a dependency); requested plugins get their newest matching release.
+    of a dependency); requested plugins get their newest matching release. `constraints`
+    (what installed plugins that stay require) narrow the choice of a plugin that is
+    resolved anyway, and never add one.
     """
     wants: dict[str, list[Want]] = {}
     for name, spec in requests:
         wants.setdefault(name, []).append(Want(spec, "you"))
     requested = {name for name, _ in requests}
-    chosen = _search(wants, {}, available, pre, dict(installed or {}), requested)
+    limits = {n: list(w) for n, w in (constraints or {}).items()}
+    chosen = _search(wants, {}, available, pre, dict(installed or {}), requested, limits)
     return chosen
 
 
@@ -80,12 +84,14 @@ def _search(
     pre: bool,
     installed: dict[str, Version],
     requested: set[str],
+    limits: dict[str, list[Want]],
 ) -> dict[str, Candidate]:
     open_names = sorted(n for n in wants if n not in chosen)
     if not open_names:
         return chosen
     name = open_names[0]
-    options = _options(name, wants[name], available, pre, installed, requested)
+    all_wants = wants[name] + limits.get(name, [])
+    options = _options(name, all_wants, available, pre, installed, requested)
     last_error: ResolutionError | None = None
     for candidate in options:
         more = {n: list(w) for n, w in wants.items()}
@@ -104,12 +110,14 @@ def _search(
             last_error = conflict
             continue
         try:
-            return _search(more, {**chosen, name: candidate}, available, pre, installed, requested)
+            return _search(
+                more, {**chosen, name: candidate}, available, pre, installed, requested, limits
+            )
         except ResolutionError as err:
             last_error = err
     if last_error is not None:
         raise last_error
-    raise ResolutionError(_nothing_matches(name, wants[name], available, pre))
+    raise ResolutionError(_nothing_matches(name, all_wants, available, pre))
 
 
 def _options(

@@ -378,3 +378,55 @@ def test_a_crash_loop_backs_off_then_shows_failed_with_stderr_in_status(
     )
     assert failed["pid"] is None
     assert len(marker.read_text().splitlines()) == 3
+
+
+def test_a_plugin_named_like_a_host_module_is_refused_and_the_host_boots(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "config", host=()), tmp_path)
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    status, reason = row(plan(home), "config")
+    assert status is PlanStatus.NAME_TAKEN
+    assert reason == "plugin config has the name of a host module; a plugin cannot replace one"
+    host = boot(home, booted)
+    assert module_row(host, "config")["kind"] == "core"
+    assert module_row(host, "allowlist")["state"] == "running"
+
+
+def test_a_plugin_that_fails_for_good_stops_its_dependents(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    marker = tmp_path / "starts"
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" refuse-restart "{marker}"\n'
+    base = write_source(tmp_path, "base", executable=script.encode())
+    install_signed(home, publisher, base, tmp_path)
+    src = write_source(tmp_path, "user", plugins={"base": ">=1"})
+    install_signed(home, publisher, src, tmp_path)
+    policy = RestartPolicy(initial_backoff=0.05, max_crashes=2, window=60.0)
+    host = ReferenceHost(
+        home, dev_mode=False, plugin_host=PluginHost(base_directory=str(home.root), restart=policy)
+    )
+    booted.append(host)
+    host.boot()
+    assert module_row(host, "user")["state"] == "running"
+    pid = module_row(host, "base")["pid"]
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: module_row(host, "user")["state"] != "running", 10.0)
+    assert module_row(host, "base")["state"] == "failed"
+    user = module_row(host, "user")
+    assert user["reason"] == "user was stopped: it needs base, which failed"
+    assert user["pid"] is None
+
+
+def test_plugins_find_the_hosts_python_without_the_venv_on_path(
+    home: Home,
+    publisher: Publisher,
+    tmp_path: Path,
+    booted: list[ReferenceHost],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # as a user running .venv/bin/pm-plugins
+    host = boot(home, booted)
+    assert module_row(host, "allowlist")["state"] == "running"

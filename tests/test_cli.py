@@ -214,3 +214,33 @@ def test_status_without_a_host_says_how_to_start_one(cli: Cli) -> None:
     assert done.returncode == 1
     assert "no host is running for this state root" in done.stderr
     assert "pm-plugins boot" in done.stderr
+
+
+def test_refusals_from_the_system_are_one_sentence_too(cli: Cli, tmp_path: Path) -> None:
+    publish(cli, tmp_path, "hosts")
+    (cli.home / "plugins").write_text("not a folder")
+    done = cli("install", str(tmp_path / "dist" / "hosts-1.0.0"), ok=False)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "plugins" in line and "Traceback" not in done.stderr
+    binary = tmp_path / "key.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    done = cli("keys", "trust", str(binary), ok=False)
+    assert done.stderr.strip() == f"Error: {binary}: is not a base64 public key"
+
+
+def test_boot_with_a_home_too_long_for_a_socket_says_so(tmp_path: Path) -> None:
+    long_home = tmp_path / ("h" * 120)
+    done = Cli(long_home)("boot", ok=False)
+    assert done.returncode == 1
+    assert "longer than unix sockets allow" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_name_is_a_name_even_if_a_folder_has_it(cli: Cli, tmp_path: Path) -> None:
+    workdir = tmp_path / "work"
+    (workdir / "hosts").mkdir(parents=True)
+    done = subprocess.run(
+        cli.argv("install", "hosts"), cwd=workdir, env=cli.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hosts 1.0.0: installed" in done.stdout

@@ -263,8 +263,15 @@ def test_read_names_the_path(tmp_path: Path) -> None:
 
 
 def test_unreadable_path_refused(tmp_path: Path) -> None:
-    with pytest.raises(PluginsFileError, match="cannot be read"):
+    with pytest.raises(PluginsFileError, match="is not a regular file"):
         read_plugins_json(tmp_path)  # a directory
+
+
+def test_a_fifo_is_refused_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "plugins.json"
+    os.mkfifo(fifo)
+    with pytest.raises(PluginsFileError, match="is not a regular file"):
+        read_plugins_json(fifo)
 
 
 def test_oversize_file_refused(tmp_path: Path) -> None:

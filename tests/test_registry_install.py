@@ -4,6 +4,7 @@ publisher check, attacks that must install nothing, crash safety and concurrency
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from index import IndexRepo
-from keys import ed25519
+from keys import dsse, ed25519
 from keys.store import TrustStore
 from loader import journal
 from loader.boot import plan_boot
@@ -26,11 +27,12 @@ from loader.home import Home
 from loader.reference_host import CORE_MODULES
 from loader.runtime import HOST_VERSION
 from registry_client import installer
-from registry_client.installer import InstallError
-from registry_client.registries import add_registry
+from registry_client.installer import InstallError, install_many, read_package, uninstall
+from registry_client.registries import add_registry, read_registries, remove_registry
 from registry_client.registry_install import choose, install_from_index, open_clients
+from registry_client.resolve import ResolutionError
 from registry_client.tuf_client import RegistryError
-from tests.tuf_helpers import PASSPHRASE, IndexServer, release
+from tests.tuf_helpers import PASSPHRASE, PAYLOAD_TYPE, IndexServer, make_package, release
 
 
 @dataclass
@@ -88,7 +90,9 @@ def install(home: Home, *requests: str, upgrade: bool = False) -> list[str]:
     """Install through the library as the CLI does; returns the progress lines."""
     lines: list[str] = []
     clients = open_clients(home, lines.append)
-    chosen = choose(home, requests, clients, upgrade=upgrade)
+    chosen = choose(
+        home, requests, clients, trust=TrustStore.load(home.trust_store), upgrade=upgrade
+    )
     install_from_index(
         home, chosen, clients, trust=TrustStore.load(home.trust_store), progress=lines.append
     )
@@ -310,7 +314,7 @@ def test_a_terminal_gets_a_progress_bar_fed_every_byte(home: Home) -> None:
 
     lines: list[str] = []
     clients = open_clients(home, lines.append)
-    chosen = choose(home, ["hosts==1.2.0"], clients)
+    chosen = choose(home, ["hosts==1.2.0"], clients, trust=TrustStore.load(home.trust_store))
     trust = TrustStore.load(home.trust_store)
     install_from_index(home, chosen, clients, trust=trust, progress=lines.append, bar=bar)
     assert [(label, total, sum(seen)) for label, total, seen in bars] == [
@@ -334,3 +338,89 @@ def test_an_offline_copy_of_the_index_installs_the_same(tmp_path: Path, registry
     (copy / "metadata" / "timestamp.json").write_text("{}")  # a damaged copy is refused
     with pytest.raises(RegistryError, match="registry usb"):
         install(home, "allowlist")
+
+
+# -- dependents are protected ---------------------------------------------------------------
+
+
+def test_an_install_that_would_break_an_installed_dependent_is_refused(home: Home) -> None:
+    install(home, "hosts")  # hosts 2.0.0 needs allowlist<2: allowlist 1.5.0
+    before = observed(home)
+    with pytest.raises(ResolutionError) as err:
+        install(home, "allowlist==2.1.0")
+    assert "hosts 2.0.0 (installed) asked for allowlist<2" in str(err.value)
+    assert observed(home) == before
+    install(home, "allowlist", upgrade=True)  # the newest that keeps hosts working
+    assert observed(home) == before
+
+
+def test_uninstall_counts_dependents_that_cannot_run(home: Home) -> None:
+    install(home, "hosts")
+    untrusting = TrustStore()  # nothing verifies now: hosts still needs allowlist
+    with pytest.raises(InstallError, match="plugin allowlist is required by hosts"):
+        uninstall(home, "allowlist", trust=untrusting)
+    assert (home.plugins_dir / "allowlist").is_dir()
+    assert uninstall(home, "allowlist", trust=untrusting, force=True) == "1.5.0"
+
+
+def test_a_release_never_changes_under_the_same_version(
+    home: Home, registry: Registry, tmp_path: Path
+) -> None:
+    install(home, "hosts==1.0.0")
+    before = observed(home)
+    rebuilt = make_package(tmp_path / "pkgs", "hosts", "1.0.0", registry.publisher, artifact=b"x")
+    release_ = read_package(rebuilt, trust=TrustStore.load(home.trust_store), dev_mode=False)
+    with pytest.raises(InstallError, match=r"hosts 1\.0\.0 is already installed with other bytes"):
+        install_many(home, [release_])
+    assert observed(home) == before
+
+
+def test_an_upgrade_takes_the_new_releases_types_unless_the_user_changed_them(
+    tmp_path: Path,
+) -> None:
+    publisher = ed25519.generate()
+    with IndexRepo.init(tmp_path / "repo", passphrase=PASSPHRASE) as repo:
+        one = release("multi", "1.0.0", publisher)
+        two = release("multi", "2.0.0", publisher)
+        two = dataclasses.replace(
+            two, manifest=_manifest_with_types(two.manifest, publisher, ["resolver", "reporter"])
+        )
+        repo.add_releases([one, two])
+        repo.publish()
+        root, published = repo.root_bytes(), repo.published_dir
+    home = Home(tmp_path / "home")
+    home.ensure()
+    store = TrustStore()
+    store.trust(publisher.public_key(), "community", "p")
+    store.save(home.trust_store)
+    add_registry(home, "local", str(published), root)
+    install(home, "multi==1.0.0")
+    install(home, "multi", upgrade=True)
+    (entry,) = json.loads(home.plugins_json.read_text())
+    assert entry["types"] == ["resolver", "reporter"]
+
+
+def _manifest_with_types(envelope: bytes, key: Ed25519PrivateKey, types: list[str]) -> bytes:
+    payload = json.loads(dsse.envelope_from_bytes(envelope, source="test").payload)
+    payload["types"] = types
+    data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return dsse.envelope_to_bytes(dsse.sign(data, PAYLOAD_TYPE, [key]))
+
+
+def test_two_first_commands_at_once_publish_the_default_index_once(tmp_path: Path) -> None:
+    home = Home(tmp_path / "fresh")
+    procs = [cli(home, "install", name) for name in ("hosts", "allowlist")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert [r.name for r in read_registries(home)] == ["default"]
+    assert len(TrustStore.load(home.trust_store).keys) == 1
+    assert sorted(n for n, _, status in observed(home)["boot"] if status == "verified") == [
+        "allowlist",
+        "hosts",
+    ]
+    # removing every registry does not bring the embedded one back
+    remove_registry(home, "default")
+    proc = cli(home, "search")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "no registry is configured" in err
