@@ -28,7 +28,7 @@ from loader.boot import plan_boot
 from loader.control import ControlServer, request
 from loader.errors import LoaderError
 from loader.home import Home, dev_mode_from, read_host_settings
-from loader.journal import roll_forward
+from loader.journal import reading, roll_forward
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
 from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
@@ -560,7 +560,7 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def verify(ctx: Context, as_json: bool) -> None:
     """Run the loader's checks without booting: one row per configured plugin."""
-    with _refusals():
+    with _refusals(), reading(ctx.home):  # no install commits while the checks read
         dev_mode = ctx.dev_mode()
         plan = plan_boot(
             ctx.home,
