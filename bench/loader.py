@@ -14,7 +14,7 @@ packaged (`build_package`) and installed (`read_package` + `install`), one home 
   read every manifest and artifact once, verify signature, trust and SHA-256, check the
   dependencies), as a fraction of boot(N).
 - parallel efficiency: 30 x boot(1) / boot(30). The module manager starts the modules of
-  one dependency level concurrently (at most `ModuleManager(max_parallel=8)` at a time).
+  one dependency level concurrently (at most `ModuleManager.DEFAULT_MAX_PARALLEL` at a time).
 - verification throughput: the loader's full check of a 100 MB artifact (`read_once` of the
   manifest and the artifact, then `verify_plugin`) against `sha256sum` on the same file,
   both from the page cache, best of 3 each, alternating.
@@ -61,7 +61,7 @@ from loader.boot import (
 from loader.home import Home
 from loader.lockfile import read_lock
 from loader.manifest import Artifact, Manifest, Requires, format_created, manifest_to_bytes
-from loader.modules import ModuleState
+from loader.modules import ModuleManager, ModuleState
 from loader.reference_host import CORE_MODULES, ReferenceHost
 from loader.runtime import HOST_VERSION
 from loader.sealed import read_once
@@ -399,7 +399,8 @@ def measure() -> Report:
         "Each plugin: a copy of bench/plugins/decider.py, a Python process speaking gRPC; "
         "its start (interpreter, grpc import, handshake, Configure) is what boot(N) is "
         "made of. ModuleManager starts one dependency level's modules concurrently, at "
-        f"most 8 at a time (its max_parallel default), so with {cpus} CPUs the plugins' "
+        f"most {ModuleManager.DEFAULT_MAX_PARALLEL} at a time (its default), so with {cpus} CPUs "
+        "the plugins' "
         "own CPU time bounds boot(30) from below. CPU: user+sys of this process while "
         "booting plus the plugin processes' until .boot() returned (from /proc/PID/stat, "
         "clock ticks), median; busy = CPU / (wall x CPUs); the CPU-bound "

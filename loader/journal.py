@@ -40,13 +40,12 @@ def journal_path(home: Home) -> Path:
 
 
 @contextlib.contextmanager
-def state_lock(home: Home, *, shared: bool = False) -> Iterator[None]:
-    """Hold the state root's file lock: exclusive for a change (one at a time), shared for
-    reading a consistent state (boot, verify)."""
+def state_lock(home: Home) -> Iterator[None]:
+    """Hold the state root's exclusive lock: one change at a time."""
     home.ensure()
     fd = os.open(home.mutation_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -64,20 +63,47 @@ def changing(home: Home) -> Iterator[None]:
 
 @contextlib.contextmanager
 def reading(home: Home) -> Iterator[None]:
-    """A consistent state to read: interrupted changes finished, then a shared lock held
-    (no change commits or deletes a release while the caller reads)."""
-    roll_forward(home)
-    with state_lock(home, shared=True):
-        yield
+    """A consistent state to read (boot, verify): the shared lock held and no interrupted
+    change pending, so no change commits or deletes a release while the caller reads.
+
+    It creates nothing: a state root that does not exist or cannot be written (a read-only
+    mount) is read without the lock, as it is.
+    """
+    while True:
+        try:
+            fd = os.open(home.mutation_lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1  # no lock file (nothing was ever installed) or unreadable: just read
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            if not journal_path(home).exists():
+                yield
+                return
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        roll_forward(home)  # exclusive; then look again under the shared lock
 
 
-def commit(home: Home, plugins_json: bytes, lock: bytes) -> None:
-    """Make the change durable (the journal's rename), then apply it. Hold `state_lock`."""
+def record(home: Home, plugins_json: bytes, lock: bytes) -> None:
+    """The commit point: the journal, written atomically. Hold `state_lock`. Once this
+    returns the change is certain; `apply` (or the next reader) finishes it."""
     doc = {
         "plugins.json": base64.b64encode(plugins_json).decode(),
         "plugins.lock": base64.b64encode(lock).decode(),
     }
     write_atomic(journal_path(home), json.dumps(doc).encode(), 0o600)
+
+
+def apply(home: Home) -> None:
+    """Finish the recorded change: replace both files, drop the journal. Hold the lock."""
+    _apply(home)
+
+
+def commit(home: Home, plugins_json: bytes, lock: bytes) -> None:
+    """`record`, then `apply`. Hold `state_lock`."""
+    record(home, plugins_json, lock)
     _apply(home)
 
 

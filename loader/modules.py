@@ -52,7 +52,11 @@ class Module:
 class ModuleManager:
     """Registers modules, starts them in dependency order, stops them in reverse."""
 
-    def __init__(self, max_parallel: int = 8) -> None:
+    #: Module starts are mostly waiting (a plugin process starting up, its handshake): this
+    #: many at once keeps every CPU busy during a large boot (bench/loader.py).
+    DEFAULT_MAX_PARALLEL = 32
+
+    def __init__(self, max_parallel: int = DEFAULT_MAX_PARALLEL) -> None:
         self._modules: dict[str, Module] = {}
         self._disabled: set[str] = set()
         self._lock = threading.RLock()
@@ -226,12 +230,17 @@ class ModuleManager:
                     dependent.state, dependent.reason = ModuleState.STOPPED, ""
         self.start_all()
 
-    def mark_failed(self, name: str, reason: str) -> list[str]:
+    def mark_failed(
+        self, name: str, reason: str, *, only_if: Callable[[], bool] | None = None
+    ) -> list[str]:
         """A running module failed on its own (a plugin that crashed too often): it is
         FAILED with `reason`, and its running dependents are stopped, most dependent first.
+        Nothing happens unless it is RUNNING and `only_if()` (checked under the lock) holds.
         Returns the dependents stopped."""
         with self._lock:
             module = self.get(name)
+            if module.state is not ModuleState.RUNNING or (only_if is not None and not only_if()):
+                return []
             stopped = []
             for dep_name in self.dependents(name):
                 dependent = self._modules[dep_name]

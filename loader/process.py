@@ -75,8 +75,9 @@ def plugin_path() -> str:
     """The host's PATH with its own interpreter's folder first: a `#!/usr/bin/env python3`
     plugin runs under the host's Python (which has `pm_plugin`), venv or not."""
     own = os.path.dirname(sys.executable)
-    rest = [p for p in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)]
-    return os.pathsep.join([own, *(p for p in rest if p and p != own)])
+    rest = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
+    first = [own] if os.path.isabs(own) else []  # never "" (the current directory)
+    return os.pathsep.join([*first, *(p for p in rest if p and p != own)])
 
 
 def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, str]:

@@ -113,8 +113,8 @@ class ReferenceHost:
                     core_modules={name: HOST_VERSION for name in CORE_MODULES},
                     locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
                 )
-        except LoaderError as err:  # an unreadable journal: boot the host's own modules
-            self.plan = BootPlan([], error=str(err))
+        except (LoaderError, OSError) as err:  # an unreadable journal or state root: boot
+            self.plan = BootPlan([], error=str(err))  # the host's own modules, no plugin
         if self.plan.error:
             log.error("no plugin starts: %s", self.plan.error)
         for name, needs in CORE_MODULES.items():
@@ -174,12 +174,16 @@ class ReferenceHost:
         self.plugins.start(name)
 
     def _on_plugin_state(self, name: str, state: PluginState, reason: str) -> None:
-        """A plugin that supervision gave up on fails its module; dependents stop."""
-        if state is PluginState.FAILED:
-            with contextlib.suppress(LookupError):
-                module = self.modules.get(name)
-                if module.state is ModuleState.RUNNING:
-                    self.modules.mark_failed(name, reason)
+        """A plugin that supervision gave up on fails its module; dependents stop.
+
+        Events arrive late (on their own thread): the module is failed only if the plugin
+        is still FAILED when the module manager looks, under its lock."""
+        if state is not PluginState.FAILED:
+            return
+        with contextlib.suppress(LookupError):
+            self.modules.mark_failed(
+                name, reason, only_if=lambda: self.plugins.get(name).state is PluginState.FAILED
+            )
 
     def shutdown(self) -> None:
         """Stop every module, plugins before what they need; release the sealed copies."""

@@ -28,7 +28,7 @@ from loader.boot import plan_boot
 from loader.control import ControlServer, request
 from loader.errors import LoaderError
 from loader.home import Home, dev_mode_from, read_host_settings
-from loader.journal import reading, roll_forward
+from loader.journal import reading, roll_forward, state_lock
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
 from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
@@ -110,9 +110,11 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
 def cli(ctx: click.Context, home: Path | None, dev_mode: bool) -> None:
     """Signed plugins for a Portmaster-like host: install, verify, boot."""
     ctx.obj = Context(Home.locate(home), dev_mode)
-    if ctx.obj.home.root.exists():
+    # finish a change a crash interrupted; `boot` does it itself and boots the host's own
+    # modules even when it cannot
+    if ctx.obj.home.root.exists() and ctx.invoked_subcommand != "boot":
         with _refusals():
-            roll_forward(ctx.obj.home)  # finish a change a crash interrupted
+            roll_forward(ctx.obj.home)
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -192,11 +194,11 @@ def _public_key_arg(value: str) -> Any:
 
 
 def _change_trust(ctx: Context, change: Callable[[TrustStore], T]) -> T:
-    """Load the trust store, apply `change`, save it atomically."""
-    with _refusals():
+    """Load the trust store, apply `change`, save it atomically, under the state root's
+    lock (two trust changes at once never lose one)."""
+    with _refusals(), state_lock(ctx.home):
         store = ctx.trust()
         result = change(store)
-        ctx.home.ensure()
         store.save(ctx.home.trust_store)
     return result
 

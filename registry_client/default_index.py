@@ -83,10 +83,12 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
     finally:
         shutil.rmtree(work, ignore_errors=True)
     published = final / "repo" / "published"
+    # the registry first: a crash between the two leaves an index whose publisher is not
+    # trusted yet (installs say so), never a trusted key whose index is gone
+    add_registry(home, REGISTRY_NAME, published.as_uri(), root)
     store = TrustStore.load(home.trust_store)
     store.trust(publisher.public_key(), "community", PUBLISHER_LABEL)
     store.save(home.trust_store)
-    add_registry(home, REGISTRY_NAME, published.as_uri(), root)
     progress(
         f"registry {REGISTRY_NAME}: {published} (publisher key "
         f"{ed25519.key_id(publisher)[:12]}... trusted as community)"

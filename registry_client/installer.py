@@ -17,6 +17,7 @@ NAME` of the registry uses once it has downloaded a package.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
@@ -25,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from keys.dsse import envelope_from_bytes
 from keys.errors import KeysError
 from keys.store import TrustStore
+from loader import journal
 from loader.boot import (
     MANIFEST_FILE,
     MAX_ARTIFACT_BYTES,
@@ -48,6 +51,9 @@ from loader.runtime import HOST_VERSION
 from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 class InstallError(Exception):
@@ -160,42 +166,57 @@ def install(home: Home, release: Release) -> InstallResult:
 
 def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
     """Install several verified releases as one change: every release directory is put in
-    place first, then plugins.json and plugins.lock are replaced once, then the releases
-    they replaced are removed. A crash leaves the old configuration or the new one."""
+    place first, then plugins.json and plugins.lock are replaced once (the commit), then
+    the releases they replaced are removed. A failure before the commit takes back what
+    this call put in place; a crash leaves the old configuration or the new one.
+
+    Refused, before anything is written: a host module's name; a signed release that
+    differs from the installed one of the same version (a release never changes); a
+    version that an installed plugin's requirement excludes.
+    """
     with changing(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
-        for release in releases:  # refuse before anything is written
-            final = home.release_dir(release.name, release.version)
-            if final.exists() and not _same_release(final, release):
-                raise InstallError(
-                    f"{release.name} {release.version} is already installed with other bytes; "
-                    f"a release never changes: give the new build a new version, or "
-                    f"uninstall {release.name} first"
+        _refuse(home, releases, locked)
+        results: list[InstallResult] = []
+        created: list[Path] = []  # new release folders, taken back on failure
+        swapped: list[tuple[Path, Path]] = []  # (final, old copy) of dev rebuilds
+        try:
+            for release in releases:
+                final = home.release_dir(release.name, release.version)
+                previous = locked.get(release.name)
+                result = InstallResult(
+                    release.name, release.version, final, release.key_id, release.trust_level
                 )
-        results = []
-        for release in releases:
-            final = home.release_dir(release.name, release.version)
-            previous = locked.get(release.name)
-            result = InstallResult(
-                release.name, release.version, final, release.key_id, release.trust_level
-            )
-            if previous is not None and previous.version != release.version:
-                result.replaced = previous.version
-            if _same_release(final, release):
-                result.unchanged = True
-            else:
-                _put_in_place(home, final, release)
-            old = locked.get(release.name)
-            old_manifest = (
-                _claimed_manifest(home.release_dir(release.name, old.version)) if old else None
-            )
-            old_types = old_manifest.types if old_manifest is not None else None
-            entries = _with_entry(entries, release, old_types)
-            digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
-            locked[release.name] = Locked(release.version, digest, release.key_id)
-            results.append(result)
-        commit(home, dumps_plugins_json(entries), dumps_lock(locked))
+                if previous is not None and previous.version != release.version:
+                    result.replaced = previous.version
+                if _same_release(final, release):
+                    result.unchanged = True
+                elif (
+                    final.exists() and previous is not None and previous.version == release.version
+                ):
+                    swapped.append((final, _swap_in(home, final, release)))  # unsigned rebuild
+                else:
+                    if final.exists():  # left by an install that never committed: garbage
+                        _remove_tree(home, final)
+                    _put_in_place(home, final, release)
+                    created.append(final)
+                old_types = _types_before(home, release.name, previous, entries)
+                entries = _with_entry(entries, release, old_types)
+                digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
+                locked[release.name] = Locked(release.version, digest, release.key_id)
+                results.append(result)
+            journal.record(home, dumps_plugins_json(entries), dumps_lock(locked))
+        except BaseException:  # not committed: take back what this call put in place
+            for final, old in reversed(swapped):
+                _exchange(old, final)
+                _remove_tree(home, old.parent)
+            for final in created:
+                _remove_tree(home, final)
+            raise
+        journal.apply(home)  # committed: a crash from here on is finished by the next reader
+        for _, old in swapped:
+            _remove_tree(home, old.parent)
         configured = {e.name for e in entries}
         for release, result in zip(releases, results, strict=True):
             _remove_other_versions(home, release.name, keep=release.version)
@@ -203,6 +224,54 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
                 needed = [n for n, _ in release.manifest.requires.plugins]
                 result.missing = [n for n in needed if n not in configured]
         return results
+
+
+def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> None:
+    """The refusals of `install_many`, each one sentence; nothing has been written yet."""
+    for release in releases:
+        if release.name in CORE_MODULES:
+            raise InstallError(
+                f"refusing to install {release.name}: it has the name of a host module"
+            )
+        final = home.release_dir(release.name, release.version)
+        current = locked.get(release.name)
+        is_installed = current is not None and current.version == release.version
+        signed = release.envelope is not None or (current is not None and current.signer)
+        if is_installed and signed and final.exists() and not _same_release(final, release):
+            raise InstallError(
+                f"{release.name} {release.version} is already installed with other "
+                f"bytes; a release never changes: give the new build a new version, or "
+                f"uninstall {release.name} first"
+            )
+    new_versions = {r.name: r.version for r in releases}
+    trust = TrustStore.load(home.trust_store)
+    for other, (version, requires) in installed_requirements(home, trust).items():
+        if other in new_versions:
+            continue
+        for dep, spec in requires:
+            if dep not in new_versions:
+                continue
+            try:
+                fits = spec.contains(Version(new_versions[dep]), prereleases=True)
+            except InvalidVersion:
+                fits = False
+            if not fits:
+                raise InstallError(
+                    f"installing {dep} {new_versions[dep]} would break {other} {version}, "
+                    f"which needs {dep}{spec}; upgrade or uninstall {other} first"
+                )
+
+
+def _types_before(
+    home: Home, name: str, previous: Locked | None, entries: list[PluginEntry]
+) -> tuple[str, ...] | None:
+    """What the release being replaced declared (None: unknown, keep the entry's types)."""
+    if previous is None:
+        return None
+    if previous.signer is None:  # an unsigned dev build: its types came from its source
+        return next((e.types for e in entries if e.name == name), None)
+    manifest = _claimed_manifest(home.release_dir(name, previous.version))
+    return manifest.types if manifest is not None else None
 
 
 def installed_requirements(
@@ -224,7 +293,10 @@ def installed_requirements(
     )
     out = {}
     for row in plan.plugins:
-        manifest = row.manifest or _claimed_manifest(row.directory)
+        directory = row.directory
+        if directory is None and row.name in locked:  # e.g. its artifact went missing
+            directory = home.release_dir(row.name, locked[row.name].version)
+        manifest = row.manifest or _claimed_manifest(directory)
         requires = manifest.requires.plugins if manifest is not None else ()
         version = row.version or (locked[row.name].version if row.name in locked else "")
         out[row.name] = (version, requires)
@@ -294,7 +366,8 @@ def _same_release(final: Path, release: Release) -> bool:
     return same_artifact and same_manifest and not others
 
 
-def _put_in_place(home: Home, final: Path, release: Release) -> None:
+def _stage(home: Home, release: Release) -> Path:
+    """The release's files, written and synced in a fresh folder next to `plugins/*`."""
     home.plugins_dir.mkdir(mode=0o755, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=home.plugins_dir))
     try:
@@ -303,12 +376,40 @@ def _put_in_place(home: Home, final: Path, release: Release) -> None:
             _write(staging / MANIFEST_FILE, release.envelope, 0o644)
         os.chmod(staging, 0o755)
         _fsync_dir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def _put_in_place(home: Home, final: Path, release: Release) -> None:
+    staging = _stage(home, release)
+    try:
         final.parent.mkdir(mode=0o755, exist_ok=True)
-        os.rename(staging, final)  # never over an existing release (install_many refuses)
+        os.rename(staging, final)  # never over an existing release (install_many checks)
         _fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _swap_in(home: Home, final: Path, release: Release) -> Path:
+    """Replace an unsigned dev build in one atomic exchange; returns where the old one is
+    now (a folder to delete after the commit, or to exchange back on failure)."""
+    holder = Path(tempfile.mkdtemp(prefix=".old-", dir=home.plugins_dir))
+    staging = _stage(home, release)
+    new = holder / "release"
+    os.rename(staging, new)
+    _exchange(new, final)
+    return new
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically (renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(b))
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -25,6 +25,7 @@ from loader.reference_host import CORE_MODULES, ReferenceHost
 from loader.runtime import HOST_VERSION, PluginHost
 from loader.sealed import SealedExecutable
 from loader.supervise import RestartPolicy
+from registry_client.package import build_package
 from tests.boot_helpers import (
     Publisher,
     install_signed,
@@ -383,8 +384,13 @@ def test_a_crash_loop_backs_off_then_shows_failed_with_stderr_in_status(
 def test_a_plugin_named_like_a_host_module_is_refused_and_the_host_boots(
     home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
 ) -> None:
-    install_signed(home, publisher, write_source(tmp_path, "config", host=()), tmp_path)
     install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    # the installer refuses the name; a hand-made state root reaches the loader anyway
+    package = build_package(write_source(tmp_path, "config", host=()), publisher.key, tmp_path)
+    shutil.copytree(package, home.release_dir("config", "1.0.0"))
+    set_entries = json.loads(home.plugins_json.read_text())
+    set_entries.append({"name": "config", "types": ["decider"], "version": "1.0.0"})
+    home.plugins_json.write_text(json.dumps(set_entries))
     status, reason = row(plan(home), "config")
     assert status is PlanStatus.NAME_TAKEN
     assert reason == "plugin config has the name of a host module; a plugin cannot replace one"
@@ -430,3 +436,15 @@ def test_plugins_find_the_hosts_python_without_the_venv_on_path(
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # as a user running .venv/bin/pm-plugins
     host = boot(home, booted)
     assert module_row(host, "allowlist")["state"] == "running"
+
+
+def test_an_unreadable_journal_still_boots_the_hosts_own_modules(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    (home.root / ".pending.json").write_text("not json")
+    host = boot(home, booted)
+    error = host.status()["plugins_json_error"]
+    assert "the journal of an interrupted install cannot be read" in str(error)
+    assert module_row(host, "firewall")["state"] == "running"
+    assert all(m["kind"] == "core" for m in host.status()["modules"])

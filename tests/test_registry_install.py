@@ -32,6 +32,7 @@ from registry_client.registries import add_registry, read_registries, remove_reg
 from registry_client.registry_install import choose, install_from_index, open_clients
 from registry_client.resolve import ResolutionError
 from registry_client.tuf_client import RegistryError
+from tests.conftest import EXAMPLES
 from tests.tuf_helpers import PASSPHRASE, PAYLOAD_TYPE, IndexServer, make_package, release
 
 
@@ -424,3 +425,82 @@ def test_two_first_commands_at_once_publish_the_default_index_once(tmp_path: Pat
     proc = cli(home, "search")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "no registry is configured" in err
+
+
+# -- installs from disk, interrupted installs, dev rebuilds -----------------------------------
+
+
+def local(
+    home: Home, folder: Path, key: Ed25519PrivateKey, name: str, version: str, **kw: Any
+) -> None:
+    """Install a package built on disk (as `pm-plugins install ./PATH` does)."""
+    package = make_package(folder, name, version, key, **kw)
+    trust = TrustStore.load(home.trust_store)
+    install_many(home, [read_package(package, trust=trust, dev_mode=False)])
+
+
+def test_a_path_install_that_would_break_a_dependent_is_refused(
+    home: Home, registry: Registry, tmp_path: Path
+) -> None:
+    key = registry.publisher
+    local(home, tmp_path / "a", key, "allowlist", "1.5.0")
+    needs = {"host": [], "plugins": {"allowlist": "<2"}}
+    local(home, tmp_path / "b", key, "hosts", "2.0.0", requires=needs)
+    before = observed(home)
+    with pytest.raises(InstallError) as err:
+        local(home, tmp_path / "c", key, "allowlist", "2.1.0")
+    assert str(err.value) == (
+        "installing allowlist 2.1.0 would break hosts 2.0.0, which needs allowlist<2; "
+        "upgrade or uninstall hosts first"
+    )
+    assert observed(home) == before
+
+
+def test_an_interrupted_install_takes_back_what_it_put_in_place(
+    home: Home, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "record", fail_on_call(1, journal.record))
+    with pytest.raises(Crash):
+        local(home, tmp_path / "a", registry.publisher, "allowlist", "1.0.0")
+    monkeypatch.undo()
+    assert not (home.plugins_dir / "allowlist").exists() or not any(
+        (home.plugins_dir / "allowlist").iterdir()
+    )
+    local(home, tmp_path / "b", registry.publisher, "allowlist", "1.0.0", artifact=b"other")
+    assert observed(home)["boot"] == [("allowlist", "1.0.0", "verified")]
+
+
+def test_a_dev_rebuild_of_an_unsigned_version_replaces_it_in_one_step(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLES / "hosts", src)
+    install_many(home, [read_package(src, trust=TrustStore(), dev_mode=True)])
+    (src / "plugin").write_bytes((src / "plugin").read_bytes() + b"\n# rebuilt\n")
+    install_many(home, [read_package(src, trust=TrustStore(), dev_mode=True)])
+    installed = home.release_dir("hosts", "1.0.0") / "plugin"
+    assert installed.read_bytes().endswith(b"# rebuilt\n")
+    assert [p.name for p in home.plugins_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_uninstall_counts_a_dependent_whose_artifact_is_missing(
+    home: Home, registry: Registry
+) -> None:
+    install(home, "hosts")
+    next((home.plugins_dir / "hosts" / "2.0.0").glob("*.pyz")).unlink()
+    with pytest.raises(InstallError, match="plugin allowlist is required by hosts"):
+        uninstall(home, "allowlist", trust=TrustStore.load(home.trust_store))
+
+
+def test_a_host_module_name_is_refused_at_install(
+    home: Home, registry: Registry, tmp_path: Path
+) -> None:
+    with pytest.raises(InstallError, match="refusing to install resolver: it has the name of"):
+        local(home, tmp_path / "a", registry.publisher, "resolver", "1.0.0")
+    assert observed(home)["plugins.json"] is None
+
+
+def test_reading_the_state_creates_nothing(tmp_path: Path) -> None:
+    home = Home(tmp_path / "never-written")
+    with journal.reading(home):
+        pass
+    assert not home.root.exists()
