@@ -129,11 +129,13 @@ def plan_boot(
     core_modules: Mapping[str, str],
     locked_versions: Mapping[str, str] | None = None,
     platform: str | None = None,
+    threshold: int = 1,
 ) -> BootPlan:
     """Decide, for every entry of `home`'s plugins.json, whether and how it may run.
 
     `core_modules` maps the host's own modules to their versions (what `requires.host`
-    may name). Raises nothing for a bad plugin; a bad plugins.json is `BootPlan.error`.
+    may name); `threshold` is how many distinct trusted keys must have signed each manifest.
+    Raises nothing for a bad plugin; a bad plugins.json is `BootPlan.error`.
     """
     try:
         entries = read_plugins_json(home.plugins_json)
@@ -148,7 +150,7 @@ def plan_boot(
             f"plugin {e.name} has the name of a host module; a plugin cannot replace one",
         )
         if e.name in core_modules
-        else _verify_entry(home, e, trust, dev_mode, locked.get(e.name), target)
+        else _verify_entry(home, e, trust, dev_mode, locked.get(e.name), target, threshold)
         for e in entries
     ]
     _check_dependencies(rows, core_modules)
@@ -217,6 +219,7 @@ def _verify_entry(
     dev_mode: bool,
     locked: str | None,
     platform: str,
+    threshold: int,
 ) -> PlannedPlugin:
     try:
         version, directory = _release_dir(home, entry, locked)
@@ -233,6 +236,7 @@ def _verify_entry(
         dev_mode=dev_mode,
         version=version,
         platform=platform,
+        threshold=threshold,
     )
     row = PlannedPlugin(
         entry,

@@ -97,26 +97,33 @@ class HostSettings:
 
     dev_mode: bool = False
     disabled_modules: tuple[str, ...] = ()
+    signature_threshold: int = 1  # distinct trusted keys a plugin manifest needs
 
 
 def read_host_settings(path: Path) -> HostSettings:
-    """`host.json`: `{"devMode": bool, "disabledModules": [names]}`; missing file = defaults."""
+    """`host.json`: `{"devMode": bool, "disabledModules": [names], "signatureThreshold": n}`;
+    a missing file means the defaults."""
     if not path.exists():
         return HostSettings()
     source = str(path)
     try:
         doc = strict_json.load(path, source=source)
         strict_json.expect(doc, dict, where=source, what="the document")
-        unknown = sorted(set(doc) - {"devMode", "disabledModules"})
+        unknown = sorted(set(doc) - {"devMode", "disabledModules", "signatureThreshold"})
         if unknown:
             raise StrictJSONError(f'{source}: unknown field "{unknown[0]}"')
         dev = strict_json.optional(doc, "devMode", bool, False, where=source)
         disabled = strict_json.optional(doc, "disabledModules", list, [], where=source)
         for i, item in enumerate(disabled, 1):
             strict_json.expect(item, str, where=source, what=f'item {i} of "disabledModules"')
+        threshold = strict_json.optional(doc, "signatureThreshold", int, 1, where=source)
+        if not 1 <= threshold <= 16:
+            raise StrictJSONError(f'{source}: field "signatureThreshold" must be from 1 to 16')
     except StrictJSONError as err:
         raise LoaderError(str(err)) from err
-    return HostSettings(dev_mode=bool(dev), disabled_modules=tuple(disabled))
+    return HostSettings(
+        dev_mode=bool(dev), disabled_modules=tuple(disabled), signature_threshold=threshold
+    )
 
 
 def dev_mode_from(flag: bool | None, settings: HostSettings) -> bool:

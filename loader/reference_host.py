@@ -85,11 +85,13 @@ class ReferenceHost:
         trust: TrustStore | None = None,
         disabled: tuple[str, ...] = OFF_BY_DEFAULT,
         plugin_host: PluginHost | None = None,
+        threshold: int = 1,
     ) -> None:
         self.home = home
         self.dev_mode = dev_mode
         self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
         self.disabled = disabled
+        self.threshold = threshold
         self.plugins = plugin_host or PluginHost(base_directory=str(home.root))
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
@@ -112,6 +114,7 @@ class ReferenceHost:
                     dev_mode=self.dev_mode,
                     core_modules={name: HOST_VERSION for name in CORE_MODULES},
                     locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
+                    threshold=self.threshold,
                 )
         except (LoaderError, OSError) as err:  # an unreadable journal or state root: boot
             self.plan = BootPlan([], error=str(err))  # the host's own modules, no plugin

@@ -79,7 +79,7 @@ def _why_not_verified(
             f"store; run `pm-plugins keys trust` with that publisher's key if you trust it",
             unknown[0],
         )
-    return _refused(Status.INVALID_SIGNATURE, f"{label}: {err}")
+    return _refused(Status.INVALID_SIGNATURE, str(err))  # err names the manifest
 
 
 def verify_plugin(

@@ -66,6 +66,10 @@ class Context:
     def trust(self) -> TrustStore:
         return TrustStore.load(self.home.trust_store)
 
+    def threshold(self) -> int:
+        """How many distinct trusted keys must sign a manifest (host.json)."""
+        return read_host_settings(self.home.host_settings).signature_threshold
+
 
 pass_ctx = click.make_pass_decorator(Context)
 T = TypeVar("T")
@@ -248,20 +252,31 @@ def keys_export(ctx: Context, name: str) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_paths",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A key file or the name of one of your keys; repeat it for more signatures.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"))
 @pass_ctx
-def package(ctx: Context, directory: Path, key_path: Path, out: Path) -> None:
+def package(ctx: Context, directory: Path, key_paths: tuple[Path, ...], out: Path) -> None:
     """Sign the plugin in DIRECTORY (plugin.toml + executable) into a package under --out.
 
     --key is a key file, or the name of one of your keys (`keys generate`).
     """
     with _refusals():
-        if not key_path.exists() and (ctx.home.keys_dir / f"{key_path}.key").exists():
-            key_path = ctx.home.keys_dir / f"{key_path}.key"
-        key = ed25519.load_private_key(key_path, _passphrase(confirm=False))
-        made = build_package(directory, key, out)
-    click.echo(f"packaged {made} (signed by key {ed25519.key_id(key)[:12]}...)")
+        passphrase = _passphrase(confirm=False)
+        keys = []
+        for key_path in key_paths:
+            if not key_path.exists() and (ctx.home.keys_dir / f"{key_path}.key").exists():
+                key_path = ctx.home.keys_dir / f"{key_path}.key"
+            keys.append(ed25519.load_private_key(key_path, passphrase))
+        made = build_package(directory, keys, out)
+    signed_by = ", ".join(f"{ed25519.key_id(k)[:12]}..." for k in keys)
+    click.echo(f"packaged {made} (signed by key {signed_by})")
 
 
 def _progress(line: str) -> None:
@@ -298,7 +313,10 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
     with _refusals():
         if paths:
             releases = [
-                read_package(Path(t), trust=ctx.trust(), dev_mode=ctx.dev_mode()) for t in paths
+                read_package(
+                    Path(t), trust=ctx.trust(), dev_mode=ctx.dev_mode(), threshold=ctx.threshold()
+                )
+                for t in paths
             ]
             results = install_many(ctx.home, releases)
         else:
@@ -314,6 +332,7 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 trust=ctx.trust(),
                 progress=_progress,
                 bar=_download_bar(),
+                threshold=ctx.threshold(),
             )
     _report_installs(results)
 
@@ -365,6 +384,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             trust=ctx.trust(),
             progress=_progress,
             bar=_download_bar(),
+            threshold=ctx.threshold(),
         )
     _report_installs(results)
 
@@ -568,6 +588,7 @@ def verify(ctx: Context, as_json: bool) -> None:
             ctx.home,
             trust=ctx.trust(),
             dev_mode=dev_mode,
+            threshold=ctx.threshold(),
             core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
             locked_versions={n: e.version for n, e in read_lock(ctx.home.lock_file).items()},
         )
@@ -611,7 +632,9 @@ def boot(ctx: Context, enable: tuple[str, ...]) -> None:
             )
         off = tuple(m for m in (*OFF_BY_DEFAULT, *settings.disabled_modules) if m not in enable)
         ctx.home.ensure()
-        host = ReferenceHost(ctx.home, dev_mode=dev_mode, disabled=off)
+        host = ReferenceHost(
+            ctx.home, dev_mode=dev_mode, disabled=off, threshold=settings.signature_threshold
+        )
         server = ControlServer(ctx.home.control_socket, lambda req: _handle(host, req))
         server.start()
 

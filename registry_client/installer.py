@@ -93,6 +93,7 @@ def read_package(
     trust: TrustStore,
     dev_mode: bool,
     expect: tuple[str, str] | None = None,
+    threshold: int = 1,
 ) -> Release:
     """Read a package directory (or, in dev mode, a plugin source directory) and verify it.
 
@@ -119,6 +120,7 @@ def read_package(
         trust=trust,
         dev_mode=dev_mode,
         platform=this_platform(),
+        threshold=threshold,
     )
     manifest = verdict.manifest
     if not verdict.runs or manifest is None:

@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,19 +112,21 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
 
 def build_package(
     directory: Path,
-    key: Ed25519PrivateKey,
+    keys: Ed25519PrivateKey | Sequence[Ed25519PrivateKey],
     out_dir: Path,
     *,
     created: datetime | None = None,
 ) -> Path:
-    """Write `out_dir/<name>-<version>/` with the artifact and its signed manifest.
+    """Write `out_dir/<name>-<version>/` with the artifact and its manifest signed by
+    every key of `keys` (a host may require a threshold of distinct signers).
 
     The package directory appears complete or not at all (built aside, then renamed).
     """
     source = read_source(directory, created=created)
     manifest = source.manifest
     payload = manifest_to_bytes(manifest)
-    envelope = dsse.envelope_to_bytes(dsse.sign(payload, MANIFEST_PAYLOAD_TYPE, [key]))
+    signers = [keys] if isinstance(keys, Ed25519PrivateKey) else list(keys)
+    envelope = dsse.envelope_to_bytes(dsse.sign(payload, MANIFEST_PAYLOAD_TYPE, signers))
     target = out_dir / f"{manifest.name}-{manifest.version}"
     if target.exists():
         raise PackageError(f"{target} already exists; remove it or choose another --out")

@@ -153,6 +153,7 @@ def install_from_index(
     trust: TrustStore,
     progress: Progress,
     bar: BarFactory | None = None,
+    threshold: int = 1,
 ) -> list[InstallResult]:
     """Download every chosen release through TUF, verify each publisher signature, then
     install them all as one change. Any refusal leaves the state root as it was."""
@@ -179,6 +180,7 @@ def install_from_index(
                 trust=trust,
                 dev_mode=False,
                 expect=(release.name, release.version),
+                threshold=threshold,
             )
             progress(
                 f"verified {label}: signed by {candidate.key_id and candidate.key_id[:12]}... "

@@ -244,3 +244,22 @@ def test_a_name_is_a_name_even_if_a_folder_has_it(cli: Cli, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert "hosts 1.0.0: installed" in done.stdout
+
+
+def test_a_host_can_require_two_signatures(cli: Cli, tmp_path: Path) -> None:
+    for name in ("alice", "bob"):
+        cli("keys", "generate", name)
+        cli("keys", "trust", str(cli.home / "keys" / f"{name}.pub"))
+    (cli.home / "host.json").write_text('{"signatureThreshold": 2}')
+    one = tmp_path / "one"
+    both = tmp_path / "both"
+    cli("package", str(EXAMPLES / "hosts"), "--key", "alice", "--out", str(one))
+    done = cli("install", str(one / "hosts-1.0.0"), ok=False)
+    assert "1 valid signature(s) by distinct trusted keys, 2 needed" in done.stderr
+    assert not (cli.home / "plugins.json").exists()
+    cli("package", str(EXAMPLES / "hosts"), "--key", "alice", "--key", "bob", "--out", str(both))
+    cli("install", str(both / "hosts-1.0.0"))
+    assert json.loads(cli("verify", "--json").stdout)["plugins"][0]["status"] == "verified"
+    (cli.home / "host.json").write_text('{"signatureThreshold": 3}')
+    refused = json.loads(cli("verify", "--json", ok=False).stdout)["plugins"][0]
+    assert refused["status"] == "invalid-signature"
