@@ -1,0 +1,64 @@
+"""What every `pm-plugins` command shares: the context (state root, dev mode, trust),
+the one place where refusals become one sentence, and output as text or JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from keys.errors import KeysError
+from keys.store import TrustStore
+from loader.errors import LoaderError
+from loader.home import Home, dev_mode_from, read_host_settings
+from registry_client.installer import InstallError
+from registry_client.package import PackageError
+from registry_client.resolve import ResolutionError
+from registry_client.tuf_client import RegistryError
+
+
+@dataclass
+class Context:
+    home: Home
+    dev_mode_flag: bool
+
+    def dev_mode(self) -> bool:
+        return dev_mode_from(self.dev_mode_flag, read_host_settings(self.home.host_settings))
+
+    def trust(self) -> TrustStore:
+        return TrustStore.load(self.home.trust_store)
+
+    def threshold(self) -> int:
+        """How many distinct trusted keys must sign a manifest (host.json)."""
+        return read_host_settings(self.home.host_settings).signature_threshold
+
+
+pass_ctx = click.make_pass_decorator(Context)
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """Our errors become one sentence and exit 1; nothing else is swallowed."""
+    try:
+        yield
+    except (
+        KeysError,
+        LoaderError,
+        InstallError,
+        PackageError,
+        RegistryError,
+        ResolutionError,
+    ) as err:
+        raise click.ClickException(str(err)) from err
+    except OSError as err:  # the disk, not us: say which file and what the system said
+        where = f"{err.filename}: " if err.filename else ""
+        raise click.ClickException(f"{where}{err.strerror or err}") from err
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)

@@ -1,0 +1,254 @@
+"""`pm-plugins verify | boot | status | query | module | stop`: the loader's checks and
+the reference host, booted here and asked from another shell over its control socket."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import click
+
+from loader.boot import plan_boot
+from loader.control import ControlServer, request
+from loader.home import dev_mode_from, read_host_settings
+from loader.journal import reading
+from loader.lockfile import read_lock
+from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
+from loader.runtime import HOST_VERSION
+from registry_client.cli_common import Context, emit, pass_ctx, refusals
+from registry_client.render import table
+
+# -- verify, boot, status, query ------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def verify(ctx: Context, as_json: bool) -> None:
+    """Run the loader's checks without booting: one row per configured plugin."""
+    with refusals(), reading(ctx.home):  # no install commits while the checks read
+        dev_mode = ctx.dev_mode()
+        plan = plan_boot(
+            ctx.home,
+            trust=ctx.trust(),
+            dev_mode=dev_mode,
+            threshold=ctx.threshold(),
+            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+            locked_versions={n: e.version for n, e in read_lock(ctx.home.lock_file).items()},
+        )
+    data = {
+        "dev_mode": dev_mode,
+        "error": plan.error,
+        "plugins": [
+            {
+                "name": r.name,
+                "version": r.version,
+                "status": r.status.value,
+                "runs": r.runs,
+                "key_id": r.key_id,
+                "trust_level": r.trust_level,
+                "reason": r.reason,
+            }
+            for r in plan.plugins
+        ],
+    }
+    rows = [[r.name, r.version or "-", r.status.value, r.reason] for r in plan.plugins]
+    text = table(["NAME", "VERSION", "STATUS", "REASON"], rows) if rows else "no plugins configured"
+    if plan.error:
+        text = f"plugins.json refused: {plan.error}"
+    emit(data, as_json, text)
+    if not plan.ok:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--enable", "enable", multiple=True, help="Start a module that is off by default.")
+@pass_ctx
+def boot(ctx: Context, enable: tuple[str, ...]) -> None:
+    """Boot the reference host (core modules + verified plugins) and serve until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with refusals():
+        settings = read_host_settings(ctx.home.host_settings)
+        dev_mode = dev_mode_from(ctx.dev_mode_flag, settings)
+        if dev_mode:
+            click.secho(
+                "WARNING: dev mode is on: unsigned plugins will run", fg="red", bold=True, err=True
+            )
+        off = tuple(m for m in (*OFF_BY_DEFAULT, *settings.disabled_modules) if m not in enable)
+        ctx.home.ensure()
+        host = ReferenceHost(
+            ctx.home, dev_mode=dev_mode, disabled=off, threshold=settings.signature_threshold
+        )
+        server = ControlServer(ctx.home.control_socket, lambda req: _handle(host, req))
+        server.start()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        host.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        host.boot()
+        click.echo(_status_text(host.status()))
+        click.echo(f"host is up; control socket {ctx.home.control_socket}", err=True)
+        sys.stdout.flush()
+        while not host.wait(0.5):
+            pass
+    finally:
+        server.close()
+        host.shutdown()
+        click.echo("host stopped", err=True)
+
+
+def _handle(host: ReferenceHost, req: dict[str, Any]) -> Any:
+    op = req["op"]
+    if op == "status":
+        return host.status()
+    if op == "dns":
+        return host.resolve(str(req["name"]), str(req.get("type", "A")))
+    if op == "connection":
+        return host.decide(
+            binary=str(req["binary"]),
+            domain=str(req.get("domain", "")),
+            ip=str(req.get("ip", "")),
+            port=int(req.get("port", 0)),
+            protocol=int(req.get("protocol", 6)),
+            inbound=bool(req.get("inbound", False)),
+        )
+    if op == "disable":
+        return {"stopped": host.disable(str(req["module"]))}
+    if op == "enable":
+        host.enable(str(req["module"]))
+        return {}
+    if op == "stop":
+        host.request_stop()
+        return {}
+    raise ValueError(f"unknown request {op!r}")
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    rows = [
+        [
+            m["name"],
+            m["kind"],
+            m["state"],
+            m.get("version") or "-",
+            m.get("signer") or "-",
+            str(m["pid"] or "-"),
+            str(m["restarts"]),
+            m["reason"],
+        ]
+        for m in status["modules"]
+    ]
+    head = ["MODULE", "KIND", "STATE", "VERSION", "SIGNER", "PID", "RESTARTS", "REASON"]
+    text = table(head, rows)
+    if status.get("dev_mode"):
+        text = "DEV MODE: unsigned plugins run\n" + text
+    if status.get("plugins_json_error"):
+        text += f"\nplugins.json refused: {status['plugins_json_error']}"
+    return text
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Modules and plugins of the booted host."""
+    with refusals():
+        result = request(ctx.home.control_socket, "status")
+    emit(result, as_json, _status_text(result))
+
+
+@click.group()
+def query() -> None:
+    """Ask the booted host to resolve a name or decide a connection."""
+
+
+@query.command("dns")
+@click.argument("name")
+@click.option("--type", "qtype", default="A", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def query_dns(ctx: Context, name: str, qtype: str, as_json: bool) -> None:
+    """Resolve NAME through the resolver plugins, then the system resolver."""
+    with refusals():
+        result = request(ctx.home.control_socket, "dns", name=name, type=qtype)
+    records = result["records"]
+    lines = [f"{r['name']} {r['ttl']} {result['type']} {r['data']}" for r in records]
+    if not records:
+        lines = [f"{result['name']}: no records (rcode {result['rcode']})"]
+    lines.append(f";; answered by {result['answered_by']}")
+    emit(result, as_json, "\n".join(lines))
+
+
+@query.command("connection")
+@click.option("--binary", required=True, help="The program's path.")
+@click.option("--domain", default="")
+@click.option("--ip", default="")
+@click.option("--port", default=0, type=int)
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), default="tcp")
+@click.option("--inbound", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def query_connection(
+    ctx: Context,
+    binary: str,
+    domain: str,
+    ip: str,
+    port: int,
+    protocol: str,
+    inbound: bool,
+    as_json: bool,
+) -> None:
+    """Decide a connection through the decider plugins."""
+    with refusals():
+        result = request(
+            ctx.home.control_socket,
+            "connection",
+            binary=binary,
+            domain=domain,
+            ip=ip,
+            port=port,
+            protocol=6 if protocol == "tcp" else 17,
+            inbound=inbound,
+        )
+    by = f" (by {result['by']})" if result["by"] else ""
+    emit(result, as_json, f"{result['verdict']}{by}: {result['reason']}")
+
+
+@click.group()
+def module() -> None:
+    """Turn modules of the booted host off and on (dependents follow)."""
+
+
+@module.command("disable")
+@click.argument("name")
+@pass_ctx
+def module_disable(ctx: Context, name: str) -> None:
+    """Turn module NAME off; what needs it stops first."""
+    with refusals():
+        result = request(ctx.home.control_socket, "disable", module=name)
+    stopped = result["stopped"]
+    click.echo(f"{name} disabled" + (f"; stopped {', '.join(stopped)}" if stopped else ""))
+
+
+@module.command("enable")
+@click.argument("name")
+@pass_ctx
+def module_enable(ctx: Context, name: str) -> None:
+    """Turn module NAME on again; what it stopped comes back."""
+    with refusals():
+        request(ctx.home.control_socket, "enable", module=name)
+    click.echo(f"{name} enabled")
+
+
+@click.command()
+@pass_ctx
+def stop(ctx: Context) -> None:
+    """Stop the booted host."""
+    with refusals():
+        request(ctx.home.control_socket, "stop")
+    click.echo("host is stopping")

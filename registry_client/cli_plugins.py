@@ -1,0 +1,330 @@
+"""`pm-plugins install | upgrade | uninstall | list | search | info | update | registry`:
+what is installed, and the registries it comes from."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from packaging.version import InvalidVersion, Version
+
+from loader.lockfile import read_lock
+from loader.plugins_json import read_plugins_json
+from registry_client import registries
+from registry_client.cli_common import Context, emit, pass_ctx, refusals
+from registry_client.default_index import ensure_default_registry
+from registry_client.installer import (
+    InstallResult,
+    install_many,
+    read_package,
+    uninstall,
+)
+from registry_client.registry_install import (
+    BarFactory,
+    choose,
+    install_from_index,
+    open_clients,
+)
+from registry_client.render import table
+from registry_client.tuf_client import RegistryClient, Release
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@contextlib.contextmanager
+def _bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A download progress bar on stderr (used only when stderr is a terminal)."""
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _download_bar() -> BarFactory | None:
+    return _bar if sys.stderr.isatty() else None
+
+
+def _clients(ctx: Context) -> list[RegistryClient]:
+    """The configured registries, refreshed; the embedded default one on first use."""
+    ensure_default_registry(ctx.home, _progress)
+    return open_clients(ctx.home, _progress)
+
+
+@click.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--pre", is_flag=True, help="Consider pre-releases.")
+@pass_ctx
+def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
+    """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
+    ./PATH of a package directory (in dev mode also a plugin source directory)."""
+    paths = [t for t in targets if "/" in t or t.startswith(".")]  # ./hosts, not hosts
+    if paths and len(paths) != len(targets):
+        raise click.ClickException("install either names from the registry or paths, not both")
+    with refusals():
+        if paths:
+            releases = [
+                read_package(
+                    Path(t), trust=ctx.trust(), dev_mode=ctx.dev_mode(), threshold=ctx.threshold()
+                )
+                for t in paths
+            ]
+            results = install_many(ctx.home, releases)
+        else:
+            clients = _clients(ctx)
+            chosen = choose(ctx.home, targets, clients, trust=ctx.trust(), pre=pre)
+            if not chosen:
+                click.echo("nothing to do: the requested plugins are installed")
+                return
+            results = install_from_index(
+                ctx.home,
+                chosen,
+                clients,
+                trust=ctx.trust(),
+                progress=_progress,
+                bar=_download_bar(),
+                threshold=ctx.threshold(),
+            )
+    _report_installs(results)
+
+
+def _report_installs(results: list[InstallResult]) -> None:
+    for result in results:
+        how = (
+            f"signed by {result.key_id[:12]}... ({result.trust_level})"
+            if result.key_id
+            else "UNSIGNED (dev mode)"
+        )
+        verb = "already installed" if result.unchanged else "installed"
+        if result.replaced:
+            verb = f"upgraded from {result.replaced}"
+        click.echo(f"{result.name} {result.version}: {verb}, {how}")
+        for name in result.missing:
+            click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--pre", is_flag=True, help="Consider pre-releases.")
+@pass_ctx
+def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
+    """Upgrade NAMEs (default: every installed plugin) to their newest fitting releases."""
+    with refusals():
+        installed = read_lock(ctx.home.lock_file)
+        unknown = [n for n in names if n not in installed]
+        if unknown:
+            raise click.ClickException(f"plugin {unknown[0]} is not installed")
+        wanted = list(names) or sorted(installed)
+        if not wanted:
+            click.echo("no plugins installed")
+            return
+        clients = _clients(ctx)
+        if not names:  # every installed plugin that some registry has
+            local = [n for n in wanted if not any(c.find(n) for c in clients)]
+            for name in local:
+                _progress(f"skipping {name}: it is in no configured registry")
+            wanted = [n for n in wanted if n not in local]
+        chosen = choose(ctx.home, wanted, clients, trust=ctx.trust(), pre=pre, upgrade=True)
+        if not chosen:
+            click.echo("everything is up to date")
+            return
+        results = install_from_index(
+            ctx.home,
+            chosen,
+            clients,
+            trust=ctx.trust(),
+            progress=_progress,
+            bar=_download_bar(),
+            threshold=ctx.threshold(),
+        )
+    _report_installs(results)
+
+
+@click.command()
+@pass_ctx
+def update(ctx: Context) -> None:
+    """Refresh the TUF metadata of every registry."""
+    with refusals():
+        _clients(ctx)
+
+
+@click.command()
+@click.argument("text", default="")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def search(ctx: Context, text: str, as_json: bool) -> None:
+    """Plugins in the index whose name or description contains TEXT."""
+    with refusals():
+        found = []
+        for client in _clients(ctx):
+            for release in client.releases():
+                haystack = f"{release.name} {release.description}".lower()
+                if text.lower() in haystack:
+                    found.append((client.name, release))
+    newest: dict[str, tuple[str, Release]] = {}
+    for registry, release in found:
+        seen = newest.get(release.name)
+        if seen is None or _version(release.version) > _version(seen[1].version):
+            newest[release.name] = (registry, release)
+    data: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "types": list(r.types),
+            "description": r.description,
+            "registry": reg,
+        }
+        for reg, r in sorted(newest.values(), key=lambda x: x[1].name)
+    ]
+    rows = [[d["name"], d["version"], ",".join(d["types"]), d["description"]] for d in data]
+    emit(
+        data,
+        as_json,
+        table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
+    )
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def info(ctx: Context, name: str, as_json: bool) -> None:
+    """Everything the index says about plugin NAME (every release)."""
+    with refusals():
+        releases = []
+        for client in _clients(ctx):
+            releases = [(client.name, r) for r in client.find(name)]
+            if releases:
+                break
+        if not releases:
+            raise click.ClickException(f"no plugin named {name} is in any configured registry")
+    data: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "platform": r.platform,
+            "types": list(r.types),
+            "requires": r.requires,
+            "description": r.description,
+            "publisher": r.publisher,
+            "publisher_key_id": r.publisher_key_id,
+            "size": r.artifact.length,
+            "sha256": r.artifact.sha256,
+            "registry": reg,
+        }
+        for reg, r in sorted(releases, key=lambda x: _version(x[1].version), reverse=True)
+    ]
+    newest = data[0]
+    lines = [
+        f"{newest['name']}: {newest['description']}",
+        f"publisher: {newest['publisher']} (key {newest['publisher_key_id'][:12]}...)",
+        f"types: {', '.join(newest['types'])}",
+        f"requires: host {', '.join(newest['requires']['host']) or '-'}; plugins "
+        + (", ".join(f"{k}{v}" for k, v in newest["requires"]["plugins"].items()) or "-"),
+        "releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data),
+    ]
+    emit(data, as_json, "\n".join(lines))
+
+
+@click.group()
+def registry() -> None:
+    """The registries plugins are installed from."""
+
+
+@registry.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--root",
+    "root",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The registry's root.json, obtained out of band: the trust anchor.",
+)
+@pass_ctx
+def registry_add(ctx: Context, name: str, url: str, root: Path) -> None:
+    """Trust registry NAME at URL (http(s)://, file:// or a folder) from its ROOT."""
+    with refusals():
+        registries.add_registry(ctx.home, name, url, root)
+    click.echo(f"registry {name} added: {url}")
+
+
+@registry.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def registry_list(ctx: Context, as_json: bool) -> None:
+    """The configured registries, in lookup order."""
+    with refusals():
+        configured = registries.read_registries(ctx.home)
+    data = [{"name": r.name, "url": r.url} for r in configured]
+    rows = [[r.name, r.url] for r in configured]
+    emit(data, as_json, table(["NAME", "URL"], rows) if rows else "no registries configured")
+
+
+@registry.command("remove")
+@click.argument("name")
+@pass_ctx
+def registry_remove(ctx: Context, name: str) -> None:
+    """Forget registry NAME and its cached metadata (installed plugins stay)."""
+    with refusals():
+        registries.remove_registry(ctx.home, name)
+    click.echo(f"registry {name} removed")
+
+
+@click.command("uninstall")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even if other plugins need it.")
+@pass_ctx
+def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
+    """Remove plugin NAME (refused while another installed plugin needs it)."""
+    with refusals():
+        version = uninstall(ctx.home, name, trust=ctx.trust(), force=force)
+    click.echo(f"uninstalled {name} {version}")
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """Installed plugins: what plugins.json configures and what the lock records."""
+    with refusals():
+        entries = read_plugins_json(ctx.home.plugins_json)
+        locked = read_lock(ctx.home.lock_file)
+    data: list[dict[str, Any]] = [
+        {
+            "name": e.name,
+            "version": e.version or (locked[e.name].version if e.name in locked else None),
+            "types": list(e.types),
+            "enabled": e.enabled,
+            "privileged": e.privileged,
+            "signer": locked[e.name].signer if e.name in locked else None,
+        }
+        for e in entries
+    ]
+    rows = [
+        [
+            d["name"],
+            d["version"] or "-",
+            ",".join(d["types"]),
+            "yes" if d["enabled"] else "no",
+            (d["signer"] or "unsigned")[:12],
+        ]
+        for d in data
+    ]
+    emit(
+        data,
+        as_json,
+        table(["NAME", "VERSION", "TYPES", "ENABLED", "SIGNER"], rows)
+        if rows
+        else "no plugins installed",
+    )
