@@ -142,8 +142,9 @@ class ReferenceHost:
             )
         try:
             sealed = seal(row.artifact, row.name)
-        except LoaderError as err:
-            row.status, row.reason = PlanStatus.MODIFIED, str(err)
+        except LoaderError as err:  # no sealed memfd here: refuse rather than run from a path
+            row.reason = str(err)
+            log.error("refused: %s", err)
             return
         row.artifact = None  # the sealed copy is what runs; drop ours
         self._sealed[row.name] = sealed

@@ -2,17 +2,21 @@
 
 Why this exists: the user's promise is "nothing half-installed, ever". An install:
 
-1. takes the state root's file lock (concurrent runs wait for each other);
+1. takes the state root's file lock (concurrent runs wait for each other) and finishes a
+   change a crash interrupted (`loader.journal`);
 2. reads the package's manifest and artifact once and verifies them with the loader's own
-   check (`verify_plugin`: signature, trust, revocation, platform, SHA-256);
-3. writes exactly those bytes into a staging directory next to `plugins/`, fsyncs, and
-   renames it to `plugins/<name>/<version>/` (a rename is atomic);
-4. only then replaces `plugins.json` and `plugins.lock` (each atomically), and last removes
-   the release it replaced.
+   check (`verify_plugin`: signature, threshold, trust, revocation, platform, SHA-256);
+3. refuses, before writing anything, a host module's name, other bytes under an installed
+   signed version, and a version an installed plugin's requirement excludes;
+4. writes exactly the verified bytes into a staging folder next to `plugins/*`, fsyncs,
+   and renames it to `plugins/<name>/<version>/`;
+5. records the new plugins.json and plugins.lock in one journal file: that rename is the
+   commit point. Before it, a failure takes back the folders this install put in place;
+   after it, the change is finished now or by the next reader;
+6. last, removes the releases it replaced.
 
-A crash before step 4 leaves the old plugins.json pointing at the old release, which is
-still on disk; a crash after it leaves the new state. The installer is also what `install
-NAME` of the registry uses once it has downloaded a package.
+The installer is also what `install NAME` of the registry uses once TUF has downloaded a
+package.
 """
 
 from __future__ import annotations
