@@ -30,6 +30,7 @@ from registry_client.registry_install import (
     open_clients,
 )
 from registry_client.render import table
+from registry_client.resolve import parse_request
 from registry_client.tuf_client import RegistryClient, Release
 
 
@@ -74,6 +75,8 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
             ]
             results = install_many(ctx.home, releases)
         else:
+            for target in targets:  # a malformed request fails before any network
+                parse_request(target)
             clients = _clients(ctx)
             chosen = choose(ctx.home, targets, clients, trust=ctx.trust(), pre=pre)
             if not chosen:
