@@ -27,7 +27,7 @@ from typing import Any
 from keys.store import TrustStore
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
 from loader.errors import LoaderError
-from loader.home import Home
+from loader.home import Home, read_host_settings
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.modules import ModuleManager, ModuleState
@@ -85,13 +85,13 @@ class ReferenceHost:
         trust: TrustStore | None = None,
         disabled: tuple[str, ...] = OFF_BY_DEFAULT,
         plugin_host: PluginHost | None = None,
-        threshold: int = 1,
+        threshold: int | None = None,
     ) -> None:
         self.home = home
         self.dev_mode = dev_mode
         self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
         self.disabled = disabled
-        self.threshold = threshold
+        self.threshold = threshold if threshold is not None else _threshold_of(home)
         self.plugins = plugin_host or PluginHost(base_directory=str(home.root))
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
@@ -317,6 +317,15 @@ class ReferenceHost:
         with contextlib.suppress(Exception):
             self.plugins.report(conn)
         return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
+
+
+def _threshold_of(home: Home) -> int:
+    """host.json's signatureThreshold (a broken host.json counts as 1, and says so)."""
+    try:
+        return read_host_settings(home.host_settings).signature_threshold
+    except LoaderError as err:
+        log.error("%s; requiring one signature", err)
+        return 1
 
 
 def _lock_or_empty(home: Home) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def _refused(status: Status, reason: str, key_id: str | None = None) -> Verdict:
 
 
 def _why_not_verified(
-    label: str, envelope: Envelope, trust: TrustStore, err: SignatureError
+    label: str, envelope: Envelope, trust: TrustStore, err: SignatureError, threshold: int
 ) -> Verdict:
     """Name the key problem when there is one; otherwise the signature is bad."""
     key_ids = [s.keyid for s in envelope.signatures]
@@ -78,6 +78,17 @@ def _why_not_verified(
             f"{label} is signed by key {unknown[0][:12]}..., which is not in your trust "
             f"store; run `pm-plugins keys trust` with that publisher's key if you trust it",
             unknown[0],
+        )
+    trusted = sorted({k for k in key_ids if trust.is_trusted(k)})
+    if threshold > 1 and len(trusted) < threshold:
+        others = sorted({k[:12] + "..." for k in unknown})
+        by = f"; it is also signed by {', '.join(others)}, not trusted" if others else ""
+        return _refused(
+            Status.INVALID_SIGNATURE,
+            f"{label} is signed by {len(trusted)} trusted key(s) and this host requires "
+            f"{threshold} (signatureThreshold in host.json){by}: trust another signer with "
+            f"`pm-plugins keys trust`, or lower the threshold",
+            trusted[0] if trusted else None,
         )
     return _refused(Status.INVALID_SIGNATURE, str(err))  # err names the manifest
 
@@ -124,7 +135,7 @@ def verify_plugin(
             source=f"manifest of {label}",
         )
     except SignatureError as err:
-        return _why_not_verified(label, parsed, trust, err)
+        return _why_not_verified(label, parsed, trust, err, threshold)
     key_id = verified.key_ids[0]
     # 2. the manifest, parsed from exactly the verified bytes
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keys import ed25519
 from keys.errors import KeyFileError
@@ -154,7 +155,8 @@ def keys_export(ctx: Context, name: str) -> None:
     required=True,
     multiple=True,
     type=click.Path(path_type=Path),
-    help="A key file or the name of one of your keys; repeat it for more signatures.",
+    help="A key file or the name of one of your keys; repeat it for more signatures (the "
+    "keys then share one passphrase).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"))
 @pass_ctx
@@ -165,11 +167,23 @@ def package(ctx: Context, directory: Path, key_paths: tuple[Path, ...], out: Pat
     """
     with refusals():
         passphrase = _passphrase(confirm=False)
-        keys = []
+        signers: list[Ed25519PrivateKey] = []
         for key_path in key_paths:
-            if not key_path.exists() and (ctx.home.keys_dir / f"{key_path}.key").exists():
-                key_path = ctx.home.keys_dir / f"{key_path}.key"
-            keys.append(ed25519.load_private_key(key_path, passphrase))
-        made = build_package(directory, keys, out)
-    signed_by = ", ".join(f"{ed25519.key_id(k)[:12]}..." for k in keys)
+            if not key_path.exists():
+                named = ctx.home.keys_dir / f"{key_path}.key"
+                if not named.exists():
+                    raise click.ClickException(
+                        f"{key_path} is neither a key file nor one of your keys "
+                        f"(in {ctx.home.keys_dir}; see `pm-plugins keys list`)"
+                    )
+                key_path = named
+            key = ed25519.load_private_key(key_path, passphrase)
+            if any(ed25519.key_id(k) == ed25519.key_id(key) for k in signers):
+                raise click.ClickException(
+                    f"{key_path} is the same key as an earlier --key; a threshold counts "
+                    f"distinct keys"
+                )
+            signers.append(key)
+        made = build_package(directory, signers, out)
+    signed_by = ", ".join(f"{ed25519.key_id(k)[:12]}..." for k in signers)
     click.echo(f"packaged {made} (signed by key {signed_by})")

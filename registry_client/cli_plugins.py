@@ -12,8 +12,12 @@ from typing import Any
 import click
 from packaging.version import InvalidVersion, Version
 
+from loader.boot import plan_boot
+from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
+from loader.reference_host import CORE_MODULES
+from loader.runtime import HOST_VERSION
 from registry_client import registries
 from registry_client.cli_common import Context, emit, pass_ctx, refusals
 from registry_client.default_index import ensure_default_registry
@@ -81,6 +85,7 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
             chosen = choose(ctx.home, targets, clients, trust=ctx.trust(), pre=pre)
             if not chosen:
                 click.echo("nothing to do: the requested plugins are installed")
+                _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
             results = install_from_index(
                 ctx.home,
@@ -92,6 +97,21 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 threshold=ctx.threshold(),
             )
     _report_installs(results)
+
+
+def _note_refused(ctx: Context, names: list[str]) -> None:
+    """Installed is not runnable: say so when the loader would refuse one of `names`."""
+    with reading(ctx.home):
+        plan = plan_boot(
+            ctx.home,
+            trust=ctx.trust(),
+            dev_mode=ctx.dev_mode(),
+            threshold=ctx.threshold(),
+            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+        )
+    for row in plan.plugins:
+        if row.name in names and not row.runs:
+            click.echo(f"note: {row.name} is installed but the loader refuses it: {row.reason}")
 
 
 def _report_installs(results: list[InstallResult]) -> None:
@@ -133,6 +153,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
         chosen = choose(ctx.home, wanted, clients, trust=ctx.trust(), pre=pre, upgrade=True)
         if not chosen:
             click.echo("everything is up to date")
+            _note_refused(ctx, wanted)
             return
         results = install_from_index(
             ctx.home,

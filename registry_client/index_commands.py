@@ -100,7 +100,14 @@ def _public_key(text: str) -> Ed25519PublicKey:
             return ed25519.public_key_from_text(data.decode("ascii").strip(), source=text)
         except UnicodeDecodeError as e:
             raise click.ClickException(f"{text}: is not a base64 public key") from e
-    return ed25519.public_key_from_text(text, source="--key")
+    try:
+        return ed25519.public_key_from_text(text, source="--key")
+    except KeysError:
+        if "/" in text or text.endswith((".pub", ".pem")):  # meant as a file
+            raise click.ClickException(
+                f"{text}: no such file, and not a base64 public key"
+            ) from None
+        raise
 
 
 def read_package(folder: Path, repo: IndexRepo) -> ReleaseInfo:
@@ -258,14 +265,18 @@ def publish_cmd(repo_dir: Path, hash_bins: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.__dict__, sort_keys=True))
         return
-    signed = ", ".join(f"{role} v{version}" for role, version in result.signed.items())
+    bins = {r: v for r, v in result.signed.items() if r.startswith("bin-")}
+    named = [f"{role} v{v}" for role, v in result.signed.items() if role not in bins]
+    if bins:
+        named.append(f"{len(bins)} hash bin(s)")
+    signed = ", ".join(named)
     click.echo(
         f"published {repo_dir / 'published'}: root v{result.root_version}, snapshot"
         f" v{result.snapshot_version}, timestamp v{result.timestamp_version}"
         f" ({result.metadata_written} metadata and {result.targets_written} target files"
         " written)"
     )
-    click.echo(f"signed: {signed}" if signed else "nothing changed; nothing was signed")
+    click.echo(f"signed: {signed}" if signed else "no role besides root changed")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 

@@ -255,7 +255,7 @@ def test_a_host_can_require_two_signatures(cli: Cli, tmp_path: Path) -> None:
     both = tmp_path / "both"
     cli("package", str(EXAMPLES / "hosts"), "--key", "alice", "--out", str(one))
     done = cli("install", str(one / "hosts-1.0.0"), ok=False)
-    assert "1 valid signature(s) by distinct trusted keys, 2 needed" in done.stderr
+    assert "is signed by 1 trusted key(s) and this host requires 2" in done.stderr
     assert not (cli.home / "plugins.json").exists()
     cli("package", str(EXAMPLES / "hosts"), "--key", "alice", "--key", "bob", "--out", str(both))
     cli("install", str(both / "hosts-1.0.0"))
@@ -263,3 +263,12 @@ def test_a_host_can_require_two_signatures(cli: Cli, tmp_path: Path) -> None:
     (cli.home / "host.json").write_text('{"signatureThreshold": 3}')
     refused = json.loads(cli("verify", "--json", ok=False).stdout)["plugins"][0]
     assert refused["status"] == "invalid-signature"
+
+
+def test_package_refuses_the_same_key_twice_and_an_unknown_key(cli: Cli, tmp_path: Path) -> None:
+    cli("keys", "generate", "me")
+    done = cli("package", str(EXAMPLES / "hosts"), "--key", "me", "--key", "me", ok=False)
+    assert "is the same key as an earlier --key; a threshold counts distinct keys" in done.stderr
+    done = cli("package", str(EXAMPLES / "hosts"), "--key", "nosuch", ok=False)
+    assert "nosuch is neither a key file nor one of your keys" in done.stderr
+    assert not (tmp_path / "dist").exists()
