@@ -95,6 +95,11 @@ class PlannedPlugin:
         return self.verdict.key_id if self.verdict is not None else None
 
     @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Every trusted key whose signature verified (a threshold may need several)."""
+        return self.verdict.key_ids if self.verdict is not None else ()
+
+    @property
     def trust_level(self) -> str | None:
         return self.verdict.trust_level if self.verdict is not None else None
 
@@ -274,6 +279,7 @@ def _refusal(verdict: Verdict) -> Verdict:
         verdict.reason,
         runs=False,
         key_id=verdict.key_id,
+        key_ids=verdict.key_ids,
         trust_level=verdict.trust_level,
         manifest=verdict.manifest,
     )

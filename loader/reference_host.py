@@ -340,7 +340,8 @@ def _signer(row: PlannedPlugin) -> str:
     if row.status is PlanStatus.UNSIGNED:
         return "unsigned (dev mode)" if row.runs else "unsigned"
     if row.key_id:
-        return f"{row.key_id[:12]} ({row.trust_level or 'untrusted'})"
+        keys = ", ".join(k[:12] for k in row.key_ids or (row.key_id,))
+        return f"{keys} ({row.trust_level or 'untrusted'})"
     return "-"
 
 

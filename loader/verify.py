@@ -46,9 +46,10 @@ class Verdict:
     status: Status
     reason: str
     runs: bool
-    key_id: str | None = None
+    key_id: str | None = None  # the first trusted signer
     trust_level: str | None = None
     manifest: Manifest | None = None
+    key_ids: tuple[str, ...] = ()  # every distinct trusted key whose signature verified
 
     @property
     def unsigned(self) -> bool:
@@ -178,4 +179,5 @@ def verify_plugin(
         key_id=key_id,
         trust_level=trust.level_of(key_id),
         manifest=manifest,
+        key_ids=tuple(verified.key_ids),
     )

@@ -49,6 +49,7 @@ def verify(ctx: Context, as_json: bool) -> None:
                 "status": r.status.value,
                 "runs": r.runs,
                 "key_id": r.key_id,
+                "key_ids": list(r.key_ids),
                 "trust_level": r.trust_level,
                 "reason": r.reason,
             }

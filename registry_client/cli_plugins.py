@@ -116,11 +116,7 @@ def _note_refused(ctx: Context, names: list[str]) -> None:
 
 def _report_installs(results: list[InstallResult]) -> None:
     for result in results:
-        how = (
-            f"signed by {result.key_id[:12]}... ({result.trust_level})"
-            if result.key_id
-            else "UNSIGNED (dev mode)"
-        )
+        how = f"signed by {result.signed_by}" if result.key_id else result.signed_by
         verb = "already installed" if result.unchanged else "installed"
         if result.replaced:
             verb = f"upgraded from {result.replaced}"

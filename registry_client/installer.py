@@ -77,6 +77,14 @@ class Release:
     key_id: str | None
     trust_level: str | None
     manifest: Manifest | None
+    key_ids: tuple[str, ...] = ()  # every trusted signer (key_id is the first)
+
+    def signers(self) -> str:
+        """`3fa2..., 9b1c... (official)`, or "UNSIGNED (dev mode)"."""
+        if self.key_id is None:
+            return "UNSIGNED (dev mode)"
+        keys = ", ".join(f"{k[:12]}..." for k in self.key_ids or (self.key_id,))
+        return f"{keys} ({self.trust_level})"
 
 
 @dataclass
@@ -89,6 +97,7 @@ class InstallResult:
     replaced: str | None = None  # the version it replaced
     unchanged: bool = False  # the same release was already installed
     missing: list[str] = field(default_factory=list)  # required plugins not configured
+    signed_by: str = ""  # Release.signers()
 
 
 def read_package(
@@ -145,6 +154,7 @@ def read_package(
         verdict.key_id,
         verdict.trust_level,
         manifest,
+        verdict.key_ids,
     )
 
 
@@ -192,7 +202,12 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
                 final = home.release_dir(release.name, release.version)
                 previous = locked.get(release.name)
                 result = InstallResult(
-                    release.name, release.version, final, release.key_id, release.trust_level
+                    release.name,
+                    release.version,
+                    final,
+                    release.key_id,
+                    release.trust_level,
+                    signed_by=release.signers(),
                 )
                 if previous is not None and previous.version != release.version:
                     result.replaced = previous.version

@@ -182,10 +182,7 @@ def install_from_index(
                 expect=(release.name, release.version),
                 threshold=threshold,
             )
-            progress(
-                f"verified {label}: signed by {candidate.key_id and candidate.key_id[:12]}... "
-                f"({candidate.trust_level})"
-            )
+            progress(f"verified {label}: signed by {candidate.signers()}")
             verified.append(candidate)
         return install_many(home, verified)
     finally:

@@ -247,8 +247,9 @@ def test_a_name_is_a_name_even_if_a_folder_has_it(cli: Cli, tmp_path: Path) -> N
 
 
 def test_a_host_can_require_two_signatures(cli: Cli, tmp_path: Path) -> None:
+    ids = []
     for name in ("alice", "bob"):
-        cli("keys", "generate", name)
+        ids.append(key_id_of(cli("keys", "generate", name).stdout))
         cli("keys", "trust", str(cli.home / "keys" / f"{name}.pub"))
     (cli.home / "host.json").write_text('{"signatureThreshold": 2}')
     one = tmp_path / "one"
@@ -258,8 +259,10 @@ def test_a_host_can_require_two_signatures(cli: Cli, tmp_path: Path) -> None:
     assert "is signed by 1 trusted key(s) and this host requires 2" in done.stderr
     assert not (cli.home / "plugins.json").exists()
     cli("package", str(EXAMPLES / "hosts"), "--key", "alice", "--key", "bob", "--out", str(both))
-    cli("install", str(both / "hosts-1.0.0"))
-    assert json.loads(cli("verify", "--json").stdout)["plugins"][0]["status"] == "verified"
+    installed = cli("install", str(both / "hosts-1.0.0")).stdout
+    assert all(f"{kid[:12]}..." in installed for kid in ids)
+    row = json.loads(cli("verify", "--json").stdout)["plugins"][0]
+    assert row["status"] == "verified" and sorted(row["key_ids"]) == sorted(ids)
     (cli.home / "host.json").write_text('{"signatureThreshold": 3}')
     refused = json.loads(cli("verify", "--json", ok=False).stdout)["plugins"][0]
     assert refused["status"] == "invalid-signature"
