@@ -26,13 +26,15 @@ from typing import Any
 
 from keys.store import TrustStore
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
-from loader.errors import LoaderError
+from loader.errors import HookAbortedError, LoaderError
 from loader.home import Home, read_host_settings
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.modules import ModuleManager, ModuleState
 from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
 from loader.sealed import SealedExecutable, seal
+from pm_plugin.hooks import HOOK_POINTS
+from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
 
 __all__ = ["CORE_MODULES", "OFF_BY_DEFAULT", "ModuleUnavailableError", "ReferenceHost", "seal"]
@@ -288,6 +290,31 @@ class ReferenceHost:
                 "records": [_record(rr) for rr in resolution.response.rrs],
             }
         return _system_resolve(fqdn, qtype.upper())
+
+    def run_hook(
+        self, hook_point: str, entity_id: str, untyped_meta: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The auth module's hook pipeline on one entity: the entity as the hook plugins
+        leave it, or which plugin aborted the request and why."""
+        if not self.core["auth"].running:
+            raise ModuleUnavailableError("the auth module is not running")
+        if hook_point not in HOOK_POINTS:
+            raise ValueError(f"unknown hook point {hook_point!r} (known: {', '.join(HOOK_POINTS)})")
+        entity = extensions_pb2.Entity(id=entity_id)
+        entity.meta.untyped_meta.extend(untyped_meta)
+        try:
+            result = self.plugins.run_hook(hook_point, entity)
+        except HookAbortedError as err:
+            return {"hook_point": hook_point, "aborted": str(err), "entity": None}
+        return {
+            "hook_point": hook_point,
+            "aborted": None,
+            "entity": {
+                "id": result.id,
+                "locked": result.meta.locked,
+                "untyped_meta": list(result.meta.untyped_meta),
+            },
+        }
 
     def decide(
         self,

@@ -119,6 +119,11 @@ def _handle(host: ReferenceHost, req: dict[str, Any]) -> Any:
             protocol=int(req.get("protocol", 6)),
             inbound=bool(req.get("inbound", False)),
         )
+    if op == "hook":
+        meta = req.get("untyped_meta", [])
+        if not isinstance(meta, list) or not all(isinstance(m, str) for m in meta):
+            raise ValueError("untyped_meta must be a list of strings")
+        return host.run_hook(str(req["hook_point"]), str(req["entity"]), tuple(meta))
     if op == "disable":
         return {"stopped": host.disable(str(req["module"]))}
     if op == "enable":
@@ -218,6 +223,34 @@ def query_connection(
         )
     by = f" (by {result['by']})" if result["by"] else ""
     emit(result, as_json, f"{result['verdict']}{by}: {result['reason']}")
+
+
+@query.command("hook")
+@click.argument("hook_point")
+@click.option("--entity", "entity_id", required=True, help="The entity's id.")
+@click.option("--meta", "untyped_meta", multiple=True, help="Untyped metadata, key:value.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def query_hook(
+    ctx: Context, hook_point: str, entity_id: str, untyped_meta: tuple[str, ...], as_json: bool
+) -> None:
+    """Run the auth module's HOOK_POINT (e.g. PreAuthCheck) on an entity."""
+    with refusals():
+        result = request(
+            ctx.home.control_socket,
+            "hook",
+            hook_point=hook_point,
+            entity=entity_id,
+            untyped_meta=list(untyped_meta),
+        )
+    if result["aborted"]:
+        text = f"aborted: {result['aborted']}"
+    else:
+        entity = result["entity"]
+        state = "locked" if entity["locked"] else "not locked"
+        meta = f"; meta {', '.join(entity['untyped_meta'])}" if entity["untyped_meta"] else ""
+        text = f"{entity['id']}: {state}{meta}"
+    emit(result, as_json, text)
 
 
 @click.group()

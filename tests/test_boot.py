@@ -20,6 +20,7 @@ import pytest
 from keys.store import TrustStore
 from loader import reference_host
 from loader.boot import BootPlan, PlanStatus, plan_boot
+from loader.errors import LoaderError
 from loader.home import Home
 from loader.reference_host import CORE_MODULES, ReferenceHost
 from loader.runtime import HOST_VERSION, PluginHost
@@ -448,3 +449,25 @@ def test_an_unreadable_journal_still_boots_the_hosts_own_modules(
     assert "the journal of an interrupted install cannot be read" in str(error)
     assert module_row(host, "firewall")["state"] == "running"
     assert all(m["kind"] == "core" for m in host.status()["modules"])
+
+
+def test_the_auth_module_runs_hook_plugins(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    src = write_source(
+        tmp_path,
+        "fail2lock",
+        types=("hook",),
+        host=("auth", "notifications"),
+        executable=EXAMPLES / "fail2lock" / "plugin",
+    )
+    install_signed(home, publisher, src, tmp_path)
+    set_config(home, "fail2lock", config={"allowed_fails": 2, "interval_seconds": 60})
+    host = boot(home, booted)
+    results = [host.run_hook("PreAuthCheck", "alice") for _ in range(3)]
+    assert [r["entity"]["locked"] for r in results] == [False, False, True]
+    with pytest.raises(ValueError, match="unknown hook point"):
+        host.run_hook("Nope", "alice")
+    host.disable("auth")
+    with pytest.raises(LoaderError, match="the auth module is not running"):
+        host.run_hook("PreAuthCheck", "alice")

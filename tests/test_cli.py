@@ -195,6 +195,8 @@ def test_boot_status_query_disable_and_stop(cli: Cli, running_host: subprocess.P
     }
     dns = json.loads(cli("query", "dns", "printer.lan", "--json").stdout)
     assert dns["answered_by"] == "hosts" and dns["records"][0]["data"] == "192.0.2.7"
+    hook = cli("query", "hook", "PreAuthCheck", "--entity", "bob", "--meta", "team:red")
+    assert hook.stdout.strip() == "bob: not locked; meta team:red"
     verdict = cli("query", "connection", "--binary", "/usr/bin/curl", "--domain", "example.com")
     assert verdict.stdout.startswith("accept (by allowlist)")
     assert cli("module", "disable", "resolver").stdout.strip() == (
