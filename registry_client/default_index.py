@@ -31,6 +31,7 @@ from loader.journal import state_lock
 from registry_client.index_commands import read_package as read_index_package
 from registry_client.package import build_package
 from registry_client.registries import add_registry, registries_file
+from registry_client.tuf_client import RegistryError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "plugins"
 REGISTRY_NAME = "default"
@@ -62,6 +63,11 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
     final = default_index_dir(home)
     if final.exists():
         shutil.rmtree(final)  # a first run that did not finish
+    if not examples.is_dir():
+        raise RegistryError(
+            f"no registry is configured and the embedded examples ({examples}) are not here; "
+            f"add a registry with `pm-plugins registry add NAME URL --root root.json`"
+        )
     sources = sorted(p for p in examples.iterdir() if (p / "plugin.toml").is_file())
     progress(f"no registry configured: publishing the {len(sources)} example plugins")
     work = Path(tempfile.mkdtemp(prefix=".default-index-", dir=home.root))
