@@ -165,7 +165,9 @@ def plan_boot(
 # -- one entry ------------------------------------------------------------------------------
 
 
-def _release_dir(home: Home, entry: PluginEntry, locked: str | None) -> tuple[str, Path]:
+def release_dir_of(home: Home, entry: PluginEntry, locked: str | None) -> tuple[str, Path]:
+    """The installed release an entry means: its version, else the lock's (`locked`), else
+    the only one installed. Raises LoaderError naming what is missing or ambiguous."""
     base = home.plugins_dir / entry.name
     wanted = entry.version or locked
     if wanted is not None:
@@ -227,7 +229,7 @@ def _verify_entry(
     threshold: int,
 ) -> PlannedPlugin:
     try:
-        version, directory = _release_dir(home, entry, locked)
+        version, directory = release_dir_of(home, entry, locked)
         envelope = _read_manifest(directory, entry.name)
         artifact_file = artifact_path(directory, entry.name)
         artifact = read_once(artifact_file, MAX_ARTIFACT_BYTES)

@@ -82,7 +82,7 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
             for target in targets:  # a malformed request fails before any network
                 parse_request(target)
             clients = _clients(ctx)
-            chosen = choose(ctx.home, targets, clients, trust=ctx.trust(), pre=pre)
+            chosen = choose(ctx.home, targets, clients, pre=pre)
             if not chosen:
                 click.echo("nothing to do: the requested plugins are installed")
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
@@ -146,7 +146,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             for name in local:
                 _progress(f"skipping {name}: it is in no configured registry")
             wanted = [n for n in wanted if n not in local]
-        chosen = choose(ctx.home, wanted, clients, trust=ctx.trust(), pre=pre, upgrade=True)
+        chosen = choose(ctx.home, wanted, clients, pre=pre, upgrade=True)
         if not chosen:
             click.echo("everything is up to date")
             _note_refused(ctx, wanted)
@@ -308,7 +308,7 @@ def registry_remove(ctx: Context, name: str) -> None:
 def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
     """Remove plugin NAME (refused while another installed plugin needs it)."""
     with refusals():
-        version = uninstall(ctx.home, name, trust=ctx.trust(), force=force)
+        version = uninstall(ctx.home, name, force=force)
     click.echo(f"uninstalled {name} {version}")
 
 

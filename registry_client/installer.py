@@ -41,7 +41,7 @@ from loader.boot import (
     MAX_ARTIFACT_BYTES,
     MAX_MANIFEST_BYTES,
     artifact_path,
-    plan_boot,
+    release_dir_of,
     this_platform,
 )
 from loader.errors import LoaderError
@@ -51,7 +51,6 @@ from loader.lockfile import Locked, dumps_lock, read_lock
 from loader.manifest import Manifest, parse_manifest
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
 from loader.reference_host import CORE_MODULES
-from loader.runtime import HOST_VERSION
 from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source
@@ -265,8 +264,7 @@ def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> N
                 f"uninstall {release.name} first"
             )
     new_versions = {r.name: r.version for r in releases}
-    trust = TrustStore.load(home.trust_store)
-    for other, (version, requires) in installed_requirements(home, trust).items():
+    for other, (version, requires) in installed_requirements(home).items():
         if other in new_versions:
             continue
         for dep, spec in requires:
@@ -296,31 +294,26 @@ def _types_before(
 
 
 def installed_requirements(
-    home: Home, trust: TrustStore
+    home: Home,
 ) -> dict[str, tuple[str, tuple[tuple[str, SpecifierSet], ...]]]:
     """Every configured plugin's installed version and the plugins it requires.
 
-    From each release's signed manifest whatever its status (untrusted, refused, ...):
-    this is used only to protect dependents, so a manifest that does not verify still
-    counts, read from its envelope without a trust decision.
+    Read from each release's manifest envelope without a trust decision and without
+    hashing artifacts: this only protects dependents, so a manifest that does not verify
+    (untrusted, refused, artifact missing) still counts.
     """
     locked = read_lock(home.lock_file)
-    plan = plan_boot(
-        home,
-        trust=trust,
-        dev_mode=True,
-        core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
-        locked_versions={n: e.version for n, e in locked.items()},
-    )
     out = {}
-    for row in plan.plugins:
-        directory = row.directory
-        if directory is None and row.name in locked:  # e.g. its artifact went missing
-            directory = home.release_dir(row.name, locked[row.name].version)
-        manifest = row.manifest or _claimed_manifest(directory)
-        requires = manifest.requires.plugins if manifest is not None else ()
-        version = row.version or (locked[row.name].version if row.name in locked else "")
-        out[row.name] = (version, requires)
+    for entry in read_plugins_json(home.plugins_json):
+        pinned = locked[entry.name].version if entry.name in locked else None
+        directory: Path | None
+        try:
+            version, directory = release_dir_of(home, entry, pinned)
+        except LoaderError:  # not (fully) installed: what the lock names, if anything
+            version = pinned or ""
+            directory = home.release_dir(entry.name, pinned) if pinned else None
+        manifest = _claimed_manifest(directory)
+        out[entry.name] = (version, manifest.requires.plugins if manifest is not None else ())
     return out
 
 
@@ -337,7 +330,7 @@ def _claimed_manifest(directory: Path | None) -> Manifest | None:
         return None
 
 
-def uninstall(home: Home, name: str, *, trust: TrustStore, force: bool = False) -> str:
+def uninstall(home: Home, name: str, *, force: bool = False) -> str:
     """Remove plugin `name` (its entry, lock line and files); returns the removed version.
 
     Refused while another configured plugin requires it, unless `force`.
@@ -349,7 +342,7 @@ def uninstall(home: Home, name: str, *, trust: TrustStore, force: bool = False) 
             raise InstallError(f"plugin {name} is not installed")
         dependents = [
             other
-            for other, (_, requires) in installed_requirements(home, trust).items()
+            for other, (_, requires) in installed_requirements(home).items()
             if other != name and any(dep == name for dep, _ in requires)
         ]
         if dependents and not force:

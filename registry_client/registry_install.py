@@ -118,7 +118,6 @@ def choose(
     requests: Sequence[str],
     clients: list[RegistryClient],
     *,
-    trust: TrustStore,
     pre: bool = False,
     upgrade: bool = False,
 ) -> list[Chosen]:
@@ -131,7 +130,7 @@ def choose(
     asked = {name for name, _ in parsed}
     keep = {n: v for n, v in installed.items() if not upgrade or n not in asked}
     constraints: dict[str, list[Want]] = {}
-    for other, (version, requires) in installed_requirements(home, trust).items():
+    for other, (version, requires) in installed_requirements(home).items():
         if other in asked:
             continue  # being replaced: its old requirements do not bind
         for dep, spec in requires:

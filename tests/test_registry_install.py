@@ -91,9 +91,7 @@ def install(home: Home, *requests: str, upgrade: bool = False) -> list[str]:
     """Install through the library as the CLI does; returns the progress lines."""
     lines: list[str] = []
     clients = open_clients(home, lines.append)
-    chosen = choose(
-        home, requests, clients, trust=TrustStore.load(home.trust_store), upgrade=upgrade
-    )
+    chosen = choose(home, requests, clients, upgrade=upgrade)
     install_from_index(
         home, chosen, clients, trust=TrustStore.load(home.trust_store), progress=lines.append
     )
@@ -315,7 +313,7 @@ def test_a_terminal_gets_a_progress_bar_fed_every_byte(home: Home) -> None:
 
     lines: list[str] = []
     clients = open_clients(home, lines.append)
-    chosen = choose(home, ["hosts==1.2.0"], clients, trust=TrustStore.load(home.trust_store))
+    chosen = choose(home, ["hosts==1.2.0"], clients)
     trust = TrustStore.load(home.trust_store)
     install_from_index(home, chosen, clients, trust=trust, progress=lines.append, bar=bar)
     assert [(label, total, sum(seen)) for label, total, seen in bars] == [
@@ -357,11 +355,11 @@ def test_an_install_that_would_break_an_installed_dependent_is_refused(home: Hom
 
 def test_uninstall_counts_dependents_that_cannot_run(home: Home) -> None:
     install(home, "hosts")
-    untrusting = TrustStore()  # nothing verifies now: hosts still needs allowlist
+    TrustStore().save(home.trust_store)  # nothing verifies now: hosts still needs allowlist
     with pytest.raises(InstallError, match="plugin allowlist is required by hosts"):
-        uninstall(home, "allowlist", trust=untrusting)
+        uninstall(home, "allowlist")
     assert (home.plugins_dir / "allowlist").is_dir()
-    assert uninstall(home, "allowlist", trust=untrusting, force=True) == "1.5.0"
+    assert uninstall(home, "allowlist", force=True) == "1.5.0"
 
 
 def test_a_release_never_changes_under_the_same_version(
@@ -488,7 +486,7 @@ def test_uninstall_counts_a_dependent_whose_artifact_is_missing(
     install(home, "hosts")
     next((home.plugins_dir / "hosts" / "2.0.0").glob("*.pyz")).unlink()
     with pytest.raises(InstallError, match="plugin allowlist is required by hosts"):
-        uninstall(home, "allowlist", trust=TrustStore.load(home.trust_store))
+        uninstall(home, "allowlist")
 
 
 def test_a_host_module_name_is_refused_at_install(
