@@ -55,15 +55,13 @@ from loader.boot import (
     MANIFEST_FILE,
     MAX_ARTIFACT_BYTES,
     MAX_MANIFEST_BYTES,
-    plan_boot,
     this_platform,
 )
 from loader.home import Home
 from loader.lockfile import read_lock
 from loader.manifest import Artifact, Manifest, Requires, format_created, manifest_to_bytes
 from loader.modules import ModuleManager, ModuleState
-from loader.reference_host import CORE_MODULES, ReferenceHost
-from loader.runtime import HOST_VERSION
+from loader.reference_host import ReferenceHost, plan_for_host
 from loader.sealed import read_once
 from loader.verify import MANIFEST_PAYLOAD_TYPE, Status, verify_plugin
 from registry_client.installer import install, read_package
@@ -184,12 +182,8 @@ def boot_once(home: Home, trust: TrustStore, n: int) -> Boot:
 def plan_once(home: Home, trust: TrustStore, n: int) -> int:
     """Nanoseconds of the loader's decision alone, as `ReferenceHost.boot` makes it."""
     began = time.perf_counter_ns()
-    plan = plan_boot(
-        home,
-        trust=trust,
-        dev_mode=False,
-        core_modules={name: HOST_VERSION for name in CORE_MODULES},
-        locked_versions={name: e.version for name, e in read_lock(home.lock_file).items()},
+    plan = plan_for_host(
+        home, trust=trust, dev_mode=False, threshold=1, lock=read_lock(home.lock_file)
     )
     took = time.perf_counter_ns() - began
     if not plan.ok or len(plan.runnable()) != n:

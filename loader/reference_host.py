@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
 from loader.errors import HookAbortedError, LoaderError
 from loader.home import Home, read_host_settings
 from loader.journal import reading
-from loader.lockfile import read_lock
+from loader.lockfile import Locked, read_lock
 from loader.modules import ModuleManager, ModuleState
 from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
 from loader.sealed import SealedExecutable, seal
@@ -51,6 +52,8 @@ CORE_MODULES: dict[str, tuple[str, ...]] = {
     "spn": ("firewall", "resolver"),
 }
 OFF_BY_DEFAULT = ("spn",)
+#: What `requires.host` of a manifest may name, with the versions this host offers.
+CORE_VERSIONS: dict[str, str] = dict.fromkeys(CORE_MODULES, HOST_VERSION)
 
 TYPE_NUMBERS = {"A": 1, "NS": 2, "CNAME": 5, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 VERDICT_NAMES = {
@@ -110,13 +113,12 @@ class ReferenceHost:
         """Verify, register and start everything that may run. Never raises for a plugin."""
         try:
             with reading(self.home):  # no install commits or deletes while we read
-                self.plan = plan_boot(
+                self.plan = plan_for_host(
                     self.home,
                     trust=self.trust,
                     dev_mode=self.dev_mode,
-                    core_modules={name: HOST_VERSION for name in CORE_MODULES},
-                    locked_versions={n: e.version for n, e in _lock_or_empty(self.home).items()},
                     threshold=self.threshold,
+                    lock=_lock_or_empty(self.home),
                 )
         except (LoaderError, OSError) as err:  # an unreadable journal or state root: boot
             self.plan = BootPlan([], error=str(err))  # the host's own modules, no plugin
@@ -346,6 +348,26 @@ class ReferenceHost:
         return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
 
 
+def plan_for_host(
+    home: Home,
+    *,
+    trust: TrustStore,
+    dev_mode: bool,
+    threshold: int,
+    lock: Mapping[str, Locked],
+) -> BootPlan:
+    """`plan_boot` as this host makes it (boot, `verify`): its core modules, and versions
+    from `lock` where plugins.json names none."""
+    return plan_boot(
+        home,
+        trust=trust,
+        dev_mode=dev_mode,
+        core_modules=CORE_VERSIONS,
+        locked_versions={name: e.version for name, e in lock.items()},
+        threshold=threshold,
+    )
+
+
 def _threshold_of(home: Home) -> int:
     """host.json's signatureThreshold (a broken host.json counts as 1, and says so)."""
     try:
@@ -355,7 +377,7 @@ def _threshold_of(home: Home) -> int:
         return 1
 
 
-def _lock_or_empty(home: Home) -> dict[str, Any]:
+def _lock_or_empty(home: Home) -> dict[str, Locked]:
     try:
         return read_lock(home.lock_file)
     except LoaderError as err:

@@ -11,13 +11,11 @@ from typing import Any
 
 import click
 
-from loader.boot import plan_boot
 from loader.control import ControlServer, request
 from loader.home import dev_mode_from, read_host_settings
 from loader.journal import reading
 from loader.lockfile import read_lock
-from loader.reference_host import CORE_MODULES, OFF_BY_DEFAULT, ReferenceHost
-from loader.runtime import HOST_VERSION
+from loader.reference_host import OFF_BY_DEFAULT, ReferenceHost, plan_for_host
 from registry_client.cli_common import Context, emit, pass_ctx, refusals
 from registry_client.render import table
 
@@ -31,13 +29,12 @@ def verify(ctx: Context, as_json: bool) -> None:
     """Run the loader's checks without booting: one row per configured plugin."""
     with refusals(), reading(ctx.home):  # no install commits while the checks read
         dev_mode = ctx.dev_mode()
-        plan = plan_boot(
+        plan = plan_for_host(
             ctx.home,
             trust=ctx.trust(),
             dev_mode=dev_mode,
             threshold=ctx.threshold(),
-            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
-            locked_versions={n: e.version for n, e in read_lock(ctx.home.lock_file).items()},
+            lock=read_lock(ctx.home.lock_file),
         )
     data = {
         "dev_mode": dev_mode,

@@ -12,12 +12,10 @@ from typing import Any
 import click
 from packaging.version import InvalidVersion, Version
 
-from loader.boot import plan_boot
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
-from loader.reference_host import CORE_MODULES
-from loader.runtime import HOST_VERSION
+from loader.reference_host import plan_for_host
 from registry_client import registries
 from registry_client.cli_common import Context, emit, pass_ctx, refusals
 from registry_client.default_index import ensure_default_registry
@@ -102,12 +100,12 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
 def _note_refused(ctx: Context, names: list[str]) -> None:
     """Installed is not runnable: say so when the loader would refuse one of `names`."""
     with reading(ctx.home):
-        plan = plan_boot(
+        plan = plan_for_host(
             ctx.home,
             trust=ctx.trust(),
             dev_mode=ctx.dev_mode(),
             threshold=ctx.threshold(),
-            core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+            lock=read_lock(ctx.home.lock_file),
         )
     for row in plan.plugins:
         if row.name in names and not row.runs:

@@ -22,8 +22,8 @@ from loader import reference_host
 from loader.boot import BootPlan, PlanStatus, plan_boot
 from loader.errors import LoaderError
 from loader.home import Home
-from loader.reference_host import CORE_MODULES, ReferenceHost
-from loader.runtime import HOST_VERSION, PluginHost
+from loader.reference_host import CORE_VERSIONS, ReferenceHost
+from loader.runtime import PluginHost
 from loader.sealed import SealedExecutable
 from loader.supervise import RestartPolicy
 from registry_client.package import build_package
@@ -37,7 +37,7 @@ from tests.boot_helpers import (
 )
 from tests.conftest import EXAMPLES, FAKE_PLUGIN, wait_for
 
-CORE = dict.fromkeys(CORE_MODULES, HOST_VERSION)
+CORE = CORE_VERSIONS
 
 
 @pytest.fixture

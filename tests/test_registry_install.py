@@ -24,8 +24,7 @@ from keys.store import TrustStore
 from loader import journal
 from loader.boot import plan_boot
 from loader.home import Home
-from loader.reference_host import CORE_MODULES
-from loader.runtime import HOST_VERSION
+from loader.reference_host import CORE_VERSIONS
 from registry_client import installer
 from registry_client.installer import InstallError, install_many, read_package, uninstall
 from registry_client.registries import add_registry, read_registries, remove_registry
@@ -104,7 +103,7 @@ def observed(home: Home) -> dict[str, Any]:
         home,
         trust=TrustStore.load(home.trust_store),
         dev_mode=False,
-        core_modules=dict.fromkeys(CORE_MODULES, HOST_VERSION),
+        core_modules=CORE_VERSIONS,
         platform="linux-x86_64",
     )
     lock = json.loads(home.lock_file.read_text()) if home.lock_file.exists() else None
