@@ -203,17 +203,14 @@ class ModuleManager:
         """Stop `name` and, first, whatever needs it; returns the dependents stopped."""
         with self._lock:
             module = self.get(name)
-            stopped = []
-            for dep_name in self.dependents(name):
-                dependent = self._modules[dep_name]
-                if dependent.state is ModuleState.RUNNING:
-                    self._stop_one(
-                        dependent,
-                        ModuleState.STOPPED,
-                        f"{dep_name} is stopped while {name} is disabled",
-                    )
-                    stopped.append(dep_name)
-                dependent.stopped_for.add(name)
+            dependents = self.dependents(name)
+            stopped = self._stop_running(
+                dependents,
+                ModuleState.STOPPED,
+                lambda dep: f"{dep} is stopped while {name} is disabled",
+            )
+            for dep_name in dependents:
+                self._modules[dep_name].stopped_for.add(name)
             self._disabled.add(name)
             self._stop_one(module, ModuleState.DISABLED, f"{name} is disabled")
             return stopped
@@ -241,21 +238,29 @@ class ModuleManager:
             module = self.get(name)
             if module.state is not ModuleState.RUNNING or (only_if is not None and not only_if()):
                 return []
-            stopped = []
-            for dep_name in self.dependents(name):
-                dependent = self._modules[dep_name]
-                if dependent.state is ModuleState.RUNNING:
-                    self._stop_one(
-                        dependent,
-                        ModuleState.REFUSED,
-                        f"{dep_name} was stopped: it needs {name}, which failed",
-                    )
-                    stopped.append(dep_name)
+            stopped = self._stop_running(
+                self.dependents(name),
+                ModuleState.REFUSED,
+                lambda dep: f"{dep} was stopped: it needs {name}, which failed",
+            )
             module.state, module.reason = ModuleState.FAILED, reason
             log.error("%s", reason)
             return stopped
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _stop_running(
+        self, names: list[str], state: ModuleState, reason: Callable[[str], str]
+    ) -> list[str]:
+        """Stop those of `names` that run, in that order, each to `state` with its reason;
+        returns the ones stopped. Hold the lock."""
+        stopped = []
+        for dep_name in names:
+            dependent = self._modules[dep_name]
+            if dependent.state is ModuleState.RUNNING:
+                self._stop_one(dependent, state, reason(dep_name))
+                stopped.append(dep_name)
+        return stopped
 
     def _refuse(self, name: str, reason: str) -> None:
         module = self._modules[name]

@@ -27,6 +27,7 @@ from registry_client.installer import (
 )
 from registry_client.registry_install import (
     BarFactory,
+    Chosen,
     choose,
     install_from_index,
     open_clients,
@@ -85,16 +86,24 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 click.echo("nothing to do: the requested plugins are installed")
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
-            results = install_from_index(
-                ctx.home,
-                chosen,
-                clients,
-                trust=ctx.trust(),
-                progress=_progress,
-                bar=_download_bar(),
-                threshold=ctx.threshold(),
-            )
+            results = _fetch_and_install(ctx, chosen, clients)
     _report_installs(results)
+
+
+def _fetch_and_install(
+    ctx: Context, chosen: list[Chosen], clients: list[RegistryClient]
+) -> list[InstallResult]:
+    """Download the chosen releases through TUF, verify them as the loader will (trust store
+    and signature threshold), and install them as one change."""
+    return install_from_index(
+        ctx.home,
+        chosen,
+        clients,
+        trust=ctx.trust(),
+        progress=_progress,
+        bar=_download_bar(),
+        threshold=ctx.threshold(),
+    )
 
 
 def _note_refused(ctx: Context, names: list[str]) -> None:
@@ -149,15 +158,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             click.echo("everything is up to date")
             _note_refused(ctx, wanted)
             return
-        results = install_from_index(
-            ctx.home,
-            chosen,
-            clients,
-            trust=ctx.trust(),
-            progress=_progress,
-            bar=_download_bar(),
-            threshold=ctx.threshold(),
-        )
+        results = _fetch_and_install(ctx, chosen, clients)
     _report_installs(results)
 
 
