@@ -4,7 +4,8 @@ Why this exists: `plugins.json` is the user's choice (what runs, with what confi
 is the installer's record (name -> version, artifact SHA-256, signer key id) that the loader
 uses to pick the installed version when plugins.json names none, and that `list` shows.
 Read under the input rules (strict JSON, exact types, names by `fullmatch`); written
-atomically, so a crash leaves the old lock or the new one.
+(`dumps_lock`) together with plugins.json through `loader.journal`, so a crash leaves the old
+pair or the new one.
 
     {"version": 1, "plugins": {"hosts": {"version": "1.0.0", "sha256": "<hex>",
                                          "signer": "<key id>" | null}}}
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from keys import strict_json
-from keys._fs import write_atomic
 from keys.errors import StrictJSONError
 from loader.errors import LoaderError
 from loader.plugins_json import check_name, check_unknown, check_version
@@ -85,8 +85,3 @@ def dumps_lock(locked: dict[str, Locked]) -> bytes:
         },
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
-
-
-def write_lock(path: Path, locked: dict[str, Locked]) -> None:
-    """Write the lock atomically (0644)."""
-    write_atomic(path, dumps_lock(locked), 0o644)

@@ -23,11 +23,8 @@ The identifier rule and the plugin types are shared with :mod:`loader.manifest`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +33,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from keys import strict_json
+from keys._fs import write_atomic
 from keys.errors import StrictJSONError
 from loader.errors import LoaderError
 
@@ -279,21 +277,4 @@ def write_plugins_json(path: Path | str, entries: Iterable[PluginEntry]) -> None
         mode = p.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(p.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    write_atomic(p, data, mode)
