@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import socket
-import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loader.errors import LoaderError
+from loader.process import peer_credentials
 
 MAX_REQUEST = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included
@@ -90,7 +90,7 @@ class ControlServer:
         with conn:
             conn.settimeout(30)
             try:
-                if _peer_uid(conn) != os.getuid():
+                if peer_credentials(conn)[1] != os.getuid():
                     self._reply(conn, {"ok": False, "error": "only the host's owner may ask"})
                     return
                 request = json.loads(_read_line(conn))
@@ -148,12 +148,6 @@ def _read_line(sock: socket.socket) -> bytes:
         if len(data) > MAX_REQUEST * 16:
             raise ValueError("the message is too large")
     return data
-
-
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
 
 
 def _alive(path: Path) -> bool:

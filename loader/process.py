@@ -98,11 +98,17 @@ def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, st
     }
 
 
-def peer_pid(sock: socket.socket) -> int:
-    """The pid of the process at the other end of a connected unix socket (SO_PEERCRED)."""
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a connected unix socket
+    (SO_PEERCRED: the kernel's word, not the peer's)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, _uid, _gid = struct.unpack("3i", creds)
-    return int(pid)
+    pid, uid, gid = struct.unpack("3i", creds)
+    return int(pid), int(uid), int(gid)
+
+
+def peer_pid(sock: socket.socket) -> int:
+    """The pid of the process at the other end of a connected unix socket."""
+    return peer_credentials(sock)[0]
 
 
 def socket_peer_pid(path: str) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from index.repository import IndexRepo
 from keys import ed25519
+from keys._fs import write_atomic
 from keys.store import TrustStore
 from loader.home import Home
 from loader.journal import state_lock
@@ -81,9 +82,7 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
             repo.publish()
             root = repo.root_bytes()
         ed25519.save_private_key(work / "index" / "publisher.key", publisher, passphrase)
-        secret = work / "index" / "passphrase"
-        secret.write_bytes(passphrase)
-        secret.chmod(0o600)
+        write_atomic(work / "index" / "passphrase", passphrase, 0o600)
         shutil.rmtree(work / "dist")
         (work / "index").rename(final)
     finally:
