@@ -49,6 +49,7 @@ from bench.common import (
     use_this_python,
     write_report,
 )
+from host.reference_host import ReferenceHost
 from keys import dsse, ed25519
 from keys.store import TrustStore
 from loader.boot import (
@@ -58,10 +59,10 @@ from loader.boot import (
     this_platform,
 )
 from loader.home import Home
+from loader.host_modules import plan_for_host
 from loader.lockfile import read_lock
 from loader.manifest import Artifact, Manifest, Requires, format_created, manifest_to_bytes
 from loader.modules import ModuleManager, ModuleState
-from loader.reference_host import ReferenceHost, plan_for_host
 from loader.sealed import read_once
 from loader.verify import MANIFEST_PAYLOAD_TYPE, Status, verify_plugin
 from registry_client.installer import install, read_package

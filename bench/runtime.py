@@ -53,10 +53,10 @@ from bench.common import (
     use_this_python,
     write_report,
 )
-from loader.client import PluginClient, StreamAnswer, StreamedDecider
-from loader.dispatch import Answer, Counters, DeciderChain, DecisionCache
-from loader.host_services import HostServices
-from loader.runtime import PluginHost, PluginSpec
+from host.client import PluginClient, StreamAnswer, StreamedDecider
+from host.dispatch import Answer, Counters, DeciderChain, DecisionCache
+from host.host_services import HostServices
+from host.runtime import PluginHost, PluginSpec
 from pm_plugin.wire.portmaster import decider_pb2, decider_pb2_grpc, network_pb2
 
 NAME = "runtime"

@@ -36,7 +36,7 @@ class Demo:
         print(f"\n==> {text}", flush=True)
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "registry_client", *args]
+        return [sys.executable, "-m", "cli", *args]
 
     def run(self, *args: str, expect: int = 0) -> str:
         print(f"$ pm-plugins {shlex.join(args)}", flush=True)

@@ -3,7 +3,7 @@
 Why it exists: ``pm-plugins index`` commands each open the repository, change it and
 leave it consistent; this module is that state and every change to it. Publishing the
 result as static files is :mod:`index.publish`; the CLI is
-``registry_client.index_commands``.
+``cli.index``.
 
 Layout of a repository folder::
 

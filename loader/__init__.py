@@ -1,13 +1,7 @@
-"""The host side: start plugin processes, speak go-plugin's gRPC protocol to them, serve
-the host services, and dispatch decisions, reports, DNS questions and hooks.
+"""What may run and in what order, decided offline at boot: plugins.json, manifests,
+verification, the lock, the boot plan, dependency order, the module manager, sealing, the
+journal and the state root.
 
-Runs at boot and offline: nothing here opens a network connection beyond the plugins' own
-unix sockets, and nothing here imports `registry_client` or `index`.
+Nothing here opens a network connection or speaks gRPC, and nothing here imports `host`,
+`registry_client`, `index` or `cli`: running the plan is `host`'s job.
 """
-
-import os
-
-# grpcio's EventEngine adds I/O threads and about six context switches to every call; its
-# polling engine answers a decision 10-15% sooner here (bench/runtime.py). It only takes
-# effect before grpc is first imported, and a value the user set wins.
-os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_listener")

@@ -1,1 +1,4 @@
-"""For users: the TUF-verified registry client and the `pm-plugins` CLI (the top floor)."""
+"""For users: the TUF-verified registry client, resolve, download, install, upgrade and remove.
+
+A library: the `pm-plugins` command over it lives in `cli`.
+"""

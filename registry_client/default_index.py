@@ -23,13 +23,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from index.intake import release_from_package
 from index.repository import IndexRepo
 from keys import ed25519
 from keys._fs import write_atomic
 from keys.store import TrustStore
 from loader.home import Home
 from loader.journal import state_lock
-from registry_client.index_commands import read_package as read_index_package
 from registry_client.package import build_package
 from registry_client.registries import add_registry, registries_file
 from registry_client.tuf_client import RegistryError
@@ -78,7 +78,7 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
         packages = [build_package(src, publisher, work / "dist") for src in sources]
         repo_dir = work / "index" / "repo"
         with IndexRepo.init(repo_dir, passphrase=passphrase) as repo:
-            repo.add_releases([read_index_package(p, repo) for p in packages])
+            repo.add_releases([release_from_package(p, repo) for p in packages])
             repo.publish()
             root = repo.root_bytes()
         ed25519.save_private_key(work / "index" / "publisher.key", publisher, passphrase)

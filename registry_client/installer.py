@@ -46,11 +46,11 @@ from loader.boot import (
 )
 from loader.errors import LoaderError
 from loader.home import Home
+from loader.host_modules import CORE_MODULES
 from loader.journal import changing, commit
 from loader.lockfile import Locked, dumps_lock, read_lock
 from loader.manifest import Manifest, parse_manifest
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
-from loader.reference_host import CORE_MODULES
 from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from host import reference_host
+from host.reference_host import ReferenceHost
+from host.runtime import PluginHost
+from host.supervise import RestartPolicy
 from keys.store import TrustStore
-from loader import reference_host
 from loader.boot import BootPlan, PlanStatus, plan_boot
 from loader.errors import LoaderError
 from loader.home import Home
-from loader.reference_host import CORE_VERSIONS, ReferenceHost
-from loader.runtime import PluginHost
+from loader.host_modules import CORE_VERSIONS
 from loader.sealed import SealedExecutable
-from loader.supervise import RestartPolicy
 from registry_client.package import build_package
 from tests.boot_helpers import (
     Publisher,

@@ -25,7 +25,7 @@ class Cli:
         self.env.pop("PM_PLUGINS_DEV_MODE", None)
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "registry_client", "--home", str(self.home), *args]
+        return [sys.executable, "-m", "cli", "--home", str(self.home), *args]
 
     def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loader.errors import HandshakeError
-from loader.handshake import Handshake, parse_handshake
+from host.errors import HandshakeError
+from host.handshake import Handshake, parse_handshake
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from loader.errors import LoaderError
-from loader.host_services import (
+from host.host_services import (
     HOST_OWNER,
     MAX_MESSAGE_BYTES,
     ActionChoice,
@@ -29,6 +28,7 @@ from loader.host_services import (
     PendingNotification,
     UnknownNotificationError,
 )
+from loader.errors import LoaderError
 from pm_plugin.wire.portmaster import (
     config_pb2,
     config_pb2_grpc,

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 from tuf.api.metadata import Metadata, Root, Targets, Timestamp  # type: ignore[attr-defined]
 
+from cli.index import index as index_cli
 from index import ExpiryPolicy, IndexRepo, IndexRepoError, RoleKeys, make_server
+from index.intake import release_from_package
 from keys import dsse, ed25519
-from registry_client.index_commands import index as index_cli
-from registry_client.index_commands import read_package
 from registry_client.tuf_client import RegistryClient
 from tests.tuf_helpers import PASSPHRASE, PAYLOAD_TYPE, make_package, manifest_payload, release
 
@@ -316,20 +316,20 @@ def test_read_package_checks_the_artifact_and_a_delegated_signature(
     repo: IndexRepo, publisher, tmp_path: Path
 ) -> None:
     pkg = make_package(tmp_path, "hosts", "1.0.0", publisher)
-    info = read_package(pkg, repo)
+    info = release_from_package(pkg, repo)
     assert info.custom["publisher_key_id"] == ed25519.key_id(publisher)
     assert info.manifest == (pkg / "manifest.dsse.json").read_bytes()
     (pkg / "hosts.pyz").write_bytes(b"tampered")
     with pytest.raises(IndexRepoError, match="does not match the size and SHA-256"):
-        read_package(pkg, repo)
+        release_from_package(pkg, repo)
     # once hosts is delegated, only its publisher's signature will do
     other = ed25519.generate()
     repo.delegate("safing", other.public_key(), ["allow"], publisher_key=other)
     pkg2 = make_package(tmp_path, "allow", "1.0.0", publisher)
     with pytest.raises(Exception, match="valid signature"):
-        read_package(pkg2, repo)
+        release_from_package(pkg2, repo)
     pkg3 = make_package(tmp_path / "ok", "allow", "1.0.0", other)
-    assert read_package(pkg3, repo).custom["publisher_key_id"] == ed25519.key_id(other)
+    assert release_from_package(pkg3, repo).custom["publisher_key_id"] == ed25519.key_id(other)
 
 
 def test_delegated_releases_need_the_publishers_key(repo: IndexRepo, tmp_path) -> None:
@@ -453,7 +453,7 @@ def test_envelope_with_another_payload_type_is_refused(repo: IndexRepo, publishe
     envelope = dsse.sign(payload, "application/json", [publisher])
     (pkg / "manifest.dsse.json").write_bytes(dsse.envelope_to_bytes(envelope))
     with pytest.raises(IndexRepoError, match="not a plugin manifest"):
-        read_package(pkg, repo)
+        release_from_package(pkg, repo)
     assert PAYLOAD_TYPE != "application/json"
 
 

@@ -24,7 +24,7 @@ from keys.store import TrustStore
 from loader import journal
 from loader.boot import plan_boot
 from loader.home import Home
-from loader.reference_host import CORE_VERSIONS
+from loader.host_modules import CORE_VERSIONS
 from registry_client import installer
 from registry_client.installer import InstallError, install_many, read_package, uninstall
 from registry_client.registries import add_registry, read_registries, remove_registry
@@ -261,7 +261,7 @@ def test_a_crash_at_any_step_leaves_the_old_state_or_the_new(
 def cli(home: Home, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ}
     return subprocess.Popen(
-        [sys.executable, "-m", "registry_client", "--home", str(home.root), *args],
+        [sys.executable, "-m", "cli", "--home", str(home.root), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

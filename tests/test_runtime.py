@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from loader.errors import HandshakeError, HookAbortedError, LoaderError
-from loader.host_services import HostServices
-from loader.process import PluginProcess
-from loader.runtime import PluginHost, PluginSpec, PluginState
+from host.errors import HandshakeError, HookAbortedError
+from host.host_services import HostServices
+from host.process import PluginProcess
+from host.runtime import PluginHost, PluginSpec, PluginState
+from loader.errors import LoaderError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
 from tests.conftest import FAKE_PLUGIN, wait_for

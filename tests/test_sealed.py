@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from host.process import PluginProcess
 from loader.errors import LoaderError
-from loader.process import PluginProcess
 from loader.sealed import (
     F_GET_SEALS,
     F_SEAL_EXEC,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from loader.host_services import HostServices
-from loader.runtime import PluginHost, PluginInstance, PluginSpec, PluginState
-from loader.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
+from host.host_services import HostServices
+from host.runtime import PluginHost, PluginInstance, PluginSpec, PluginState
+from host.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
 from pm_plugin.wire.portmaster import network_pb2
 from tests.conftest import FAKE_PLUGIN, wait_for
 

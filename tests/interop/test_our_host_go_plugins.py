@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from host.host_services import HostServices
+from host.runtime import PluginHost, PluginSpec, PluginState
 from loader.errors import LoaderError
-from loader.host_services import HostServices
-from loader.runtime import PluginHost, PluginSpec, PluginState
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
 from tests.conftest import wait_for
 from tests.interop import gobuild

@@ -21,39 +21,32 @@ import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from host.errors import HookAbortedError
+from host.runtime import PluginHost, PluginSpec, PluginState
 from keys.store import TrustStore
-from loader.boot import BootPlan, PlannedPlugin, PlanStatus, plan_boot
-from loader.errors import HookAbortedError, LoaderError
+from loader.boot import BootPlan, PlannedPlugin, PlanStatus
+from loader.errors import LoaderError
 from loader.home import Home, read_host_settings
+from loader.host_modules import (
+    CORE_MODULES,
+    HOST_VERSION,
+    OFF_BY_DEFAULT,
+    plan_for_host,
+)
 from loader.journal import reading
 from loader.lockfile import Locked, read_lock
 from loader.modules import ModuleManager, ModuleState
-from loader.runtime import HOST_VERSION, PluginHost, PluginSpec, PluginState
 from loader.sealed import SealedExecutable, seal
 from pm_plugin.hooks import HOOK_POINTS
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
 
-__all__ = ["CORE_MODULES", "OFF_BY_DEFAULT", "ModuleUnavailableError", "ReferenceHost", "seal"]
+__all__ = ["ModuleUnavailableError", "ReferenceHost", "seal"]
 
 log = logging.getLogger("pm_plugins.host")
-
-#: The host's own modules and what each needs. `spn` is off unless enabled.
-CORE_MODULES: dict[str, tuple[str, ...]] = {
-    "config": (),
-    "notifications": ("config",),
-    "firewall": ("config",),
-    "resolver": ("config",),
-    "auth": ("config",),
-    "spn": ("firewall", "resolver"),
-}
-OFF_BY_DEFAULT = ("spn",)
-#: What `requires.host` of a manifest may name, with the versions this host offers.
-CORE_VERSIONS: dict[str, str] = dict.fromkeys(CORE_MODULES, HOST_VERSION)
 
 TYPE_NUMBERS = {"A": 1, "NS": 2, "CNAME": 5, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 VERDICT_NAMES = {
@@ -346,26 +339,6 @@ class ReferenceHost:
         with contextlib.suppress(Exception):
             self.plugins.report(conn)
         return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
-
-
-def plan_for_host(
-    home: Home,
-    *,
-    trust: TrustStore,
-    dev_mode: bool,
-    threshold: int,
-    lock: Mapping[str, Locked],
-) -> BootPlan:
-    """`plan_boot` as this host makes it (boot, `verify`): its core modules, and versions
-    from `lock` where plugins.json names none."""
-    return plan_boot(
-        home,
-        trust=trust,
-        dev_mode=dev_mode,
-        core_modules=CORE_VERSIONS,
-        locked_versions={name: e.version for name, e in lock.items()},
-        threshold=threshold,
-    )
 
 
 def _threshold_of(home: Home) -> int:

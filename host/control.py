@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host.process import peer_credentials
 from loader.errors import LoaderError
-from loader.process import peer_credentials
 
 MAX_REQUEST = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included

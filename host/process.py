@@ -33,8 +33,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from loader.errors import HandshakeError, PluginProcessError
-from loader.handshake import (
+from host.errors import HandshakeError, PluginProcessError
+from host.handshake import (
     APP_PROTOCOL_VERSION,
     COOKIE_KEY,
     COOKIE_VALUE,

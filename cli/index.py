@@ -1,10 +1,9 @@
 """`pm-plugins index ...`: the maintainer commands over :mod:`index`.
 
-Why it lives here and not in ``index``: reading a plugin package means parsing its
-signed manifest (``loader.manifest``), and ``verify`` reads the published index back
-through the user's client (``registry_client.tuf_client``); ``index`` may import
-neither. Each command parses its options, calls the library, prints one or two plain
-lines, and turns every refusal into one sentence and a non-zero exit.
+``verify`` reads the published index back through the user's client
+(``registry_client.tuf_client``), which ``index`` may not import. Each command parses its
+options, calls the library, prints one or two plain lines, and turns every refusal into one
+sentence and a non-zero exit.
 
 Keys are encrypted with the passphrase in ``PM_PLUGINS_KEY_PASSPHRASE`` (publisher keys
 given with ``--publisher-key`` too).
@@ -12,13 +11,12 @@ given with ``--publisher-key`` too).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 from cryptography.hazmat.primitives import serialization
@@ -27,18 +25,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from index import ExpiryPolicy, IndexRepo, IndexRepoError, ReleaseInfo, RoleKeys, make_server
-from index.paths import MANIFEST_FILENAME, TOP_ROLES
-from keys import dsse, ed25519
+from index import ExpiryPolicy, IndexRepo, IndexRepoError, RoleKeys, make_server
+from index.intake import MAX_ENVELOPE, release_from_package
+from index.paths import TOP_ROLES
+from keys import ed25519
 from keys.errors import KeysError
 from loader.errors import LoaderError
-from loader.manifest import parse_manifest
-from loader.verify import MANIFEST_PAYLOAD_TYPE
 from registry_client.tuf_client import RegistryClient, RegistryError
 
-__all__ = ["index", "read_package"]
+__all__ = ["index"]
 
-_MAX_ENVELOPE = 1 << 20
 T = TypeVar("T")
 
 
@@ -87,7 +83,7 @@ def _public_key(text: str) -> Ed25519PublicKey:
     """A public key given as a file (base64 raw or PEM) or as base64 text."""
     candidate = Path(text)
     if candidate.is_file():
-        data = candidate.read_bytes()[:_MAX_ENVELOPE]
+        data = candidate.read_bytes()[:MAX_ENVELOPE]
         if b"-----BEGIN PUBLIC KEY-----" in data:
             try:
                 key = serialization.load_pem_public_key(data)
@@ -108,84 +104,6 @@ def _public_key(text: str) -> Ed25519PublicKey:
                 f"{text}: no such file, and not a base64 public key"
             ) from None
         raise
-
-
-def read_package(folder: Path, repo: IndexRepo) -> ReleaseInfo:
-    """The release in a package folder (``manifest.dsse.json`` + the artifact it names).
-
-    If the plugin is delegated to a publisher, the envelope must verify with that
-    publisher's key and the verified payload is the one parsed; otherwise the payload is
-    parsed as is (clients verify it against their own trust store). The artifact's size
-    and SHA-256 must match the manifest.
-    """
-    folder = Path(folder)
-    envelope_file = folder / MANIFEST_FILENAME
-    try:
-        with open(envelope_file, "rb") as f:
-            data = f.read(_MAX_ENVELOPE + 1)
-    except OSError as e:
-        raise IndexRepoError(
-            f"{folder} is not a plugin package ({envelope_file.name} cannot be read:"
-            f" {e.strerror or e})"
-        ) from e
-    if len(data) > _MAX_ENVELOPE:
-        raise IndexRepoError(f"{envelope_file}: is larger than {_MAX_ENVELOPE} bytes")
-    source = str(envelope_file)
-    envelope = dsse.envelope_from_bytes(data, source=source)
-    if envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
-        raise IndexRepoError(
-            f'{source}: the payload type is "{envelope.payload_type}", not a plugin manifest'
-        )
-    claimed = parse_manifest(envelope.payload, source=source)
-    signer = envelope.signatures[0].keyid
-    delegation = repo.delegation_for(claimed.name)
-    manifest = claimed
-    if delegation is not None:
-        verified = dsse.verify(
-            data,
-            repo.delegation_keys(delegation.role),
-            1,
-            payload_type=MANIFEST_PAYLOAD_TYPE,
-            source=source,
-        )
-        manifest = parse_manifest(verified.payload, source=source)
-        signer = verified.key_ids[0]
-    artifact_file = folder / manifest.artifact.filename
-    try:
-        size = artifact_file.stat().st_size
-    except OSError as e:
-        raise IndexRepoError(
-            f"{folder}: the artifact {manifest.artifact.filename} cannot be read"
-            f" ({e.strerror or e})"
-        ) from e
-    digest = hashlib.sha256()
-    with open(artifact_file, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    if size != manifest.artifact.size or digest.hexdigest() != manifest.artifact.sha256:
-        raise IndexRepoError(
-            f"{folder}: the artifact {manifest.artifact.filename} does not match the size"
-            " and SHA-256 in its manifest"
-        )
-    custom: dict[str, Any] = {
-        "types": list(manifest.types),
-        "requires": {
-            "host": list(manifest.requires.host_modules),
-            "plugins": {name: str(spec) for name, spec in manifest.requires.plugins},
-        },
-        "description": manifest.description,
-        "publisher": manifest.publisher,
-        "publisher_key_id": signer,
-    }
-    return ReleaseInfo(
-        name=manifest.name,
-        version=manifest.version,
-        platform=manifest.platform,
-        artifact_filename=manifest.artifact.filename,
-        artifact=artifact_file,
-        manifest=data,
-        custom=custom,
-    )
 
 
 @click.group("index")
@@ -245,7 +163,7 @@ def add_cmd(repo_dir: Path, packages: tuple[Path, ...], publisher_keys: tuple[Pa
     """Add plugin releases (package folders) to the index; publish makes them visible."""
     with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
         keys = [_load_private(p) for p in publisher_keys]
-        releases = [read_package(p, repo) for p in packages]
+        releases = [release_from_package(p, repo) for p in packages]
         added = repo.add_releases(releases, publisher_keys=keys)
         for rel in added:
             click.echo(f"added {rel.name} {rel.version} ({rel.platform}) to role {rel.role}")

@@ -1,5 +1,5 @@
-"""`pm-plugins install | upgrade | uninstall | list | search | info | update | registry`:
-what is installed, and the registries it comes from."""
+"""`pm-plugins install | upgrade | uninstall | list | search | info | update`: what is
+installed, and what the registries offer."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import click
 from packaging.version import InvalidVersion, Version
 
+from cli.common import Context, emit, pass_ctx, refusals
+from cli.render import table
+from loader.host_modules import plan_for_host
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
-from loader.reference_host import plan_for_host
-from registry_client import registries
-from registry_client.cli_common import Context, emit, pass_ctx, refusals
 from registry_client.default_index import ensure_default_registry
 from registry_client.installer import (
     InstallResult,
@@ -32,7 +32,6 @@ from registry_client.registry_install import (
     install_from_index,
     open_clients,
 )
-from registry_client.render import table
 from registry_client.resolve import parse_request
 from registry_client.tuf_client import RegistryClient, Release
 
@@ -253,51 +252,6 @@ def info(ctx: Context, name: str, as_json: bool) -> None:
         "releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data),
     ]
     emit(data, as_json, "\n".join(lines))
-
-
-@click.group()
-def registry() -> None:
-    """The registries plugins are installed from."""
-
-
-@registry.command("add")
-@click.argument("name")
-@click.argument("url")
-@click.option(
-    "--root",
-    "root",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The registry's root.json, obtained out of band: the trust anchor.",
-)
-@pass_ctx
-def registry_add(ctx: Context, name: str, url: str, root: Path) -> None:
-    """Trust registry NAME at URL (http(s)://, file:// or a folder) from its ROOT."""
-    with refusals():
-        registries.add_registry(ctx.home, name, url, root)
-    click.echo(f"registry {name} added: {url}")
-
-
-@registry.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def registry_list(ctx: Context, as_json: bool) -> None:
-    """The configured registries, in lookup order."""
-    with refusals():
-        configured = registries.read_registries(ctx.home)
-    data = [{"name": r.name, "url": r.url} for r in configured]
-    rows = [[r.name, r.url] for r in configured]
-    emit(data, as_json, table(["NAME", "URL"], rows) if rows else "no registries configured")
-
-
-@registry.command("remove")
-@click.argument("name")
-@pass_ctx
-def registry_remove(ctx: Context, name: str) -> None:
-    """Forget registry NAME and its cached metadata (installed plugins stay)."""
-    with refusals():
-        registries.remove_registry(ctx.home, name)
-    click.echo(f"registry {name} removed")
 
 
 @click.command("uninstall")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from loader.errors import HookAbortedError, PluginCallError
+from host.errors import HookAbortedError, PluginCallError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
 

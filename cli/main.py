@@ -2,9 +2,10 @@
 
 Each command parses its arguments, calls the library and formats the answer (a table, or
 JSON with `--json`). Every refusal (ours, and the system's) becomes one sentence on stderr
-and exit code 1, in one place (`cli_common.refusals`). The commands live by subject:
-`cli_keys` (keys, package), `cli_plugins` (install and the registries), `cli_host` (verify,
-boot and questions to the booted host); maintainers' `index` commands in `index_commands`.
+and exit code 1, in one place (`cli.common.refusals`). The commands live by subject:
+`cli.keys` (keys, package), `cli.plugins` (install, upgrade, list, ...), `cli.registries`
+(registry add/list/remove), `cli.host` (verify, boot and questions to the booted host), and
+the maintainers' `index` commands in `cli.index`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import click
 
+from cli import host as cli_host
+from cli import keys as cli_keys
+from cli import plugins as cli_plugins
+from cli import registries as cli_registries
+from cli.common import Context, refusals
+from cli.index import index as index_group
 from loader.home import Home
 from loader.journal import roll_forward
-from registry_client import cli_host, cli_keys, cli_plugins
-from registry_client.cli_common import Context, refusals
-from registry_client.index_commands import index as index_group
 
 
 @click.group()
@@ -53,7 +57,7 @@ for _command in (
     cli_plugins.search,
     cli_plugins.info,
     cli_plugins.update,
-    cli_plugins.registry,
+    cli_registries.registry,
     cli_host.verify,
     cli_host.boot,
     cli_host.status,

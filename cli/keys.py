@@ -10,13 +10,13 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cli.common import Context, T, emit, pass_ctx, refusals
+from cli.render import table
 from keys import ed25519
 from keys.errors import KeyFileError
 from keys.store import LEVELS, TrustStore
 from loader.journal import state_lock
-from registry_client.cli_common import Context, T, emit, pass_ctx, refusals
 from registry_client.package import build_package
-from registry_client.render import table
 
 # -- keys -----------------------------------------------------------------------------------
 

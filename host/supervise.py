@@ -6,7 +6,7 @@ loop: each start costs a process, a handshake and a Configure, and a plugin fail
 would otherwise burn a core forever. So restarts back off exponentially, and after
 `max_crashes` crashes within `window` seconds the plugin is FAILED until someone starts it
 by hand. This module is only the policy and the bookkeeping (no threads, no processes), so it
-can be tested without either; `loader.runtime.PluginHost` applies it.
+can be tested without either; `host.runtime.PluginHost` applies it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 serve the host services on the broker backchannel, Configure, ask for our extensions. Running
 plugins join the chains in the order they were added (the order of plugins.json). A crash is
 noticed by the process watcher at once; the plugin leaves the chains and keeps its reason.
-It is then supervised (`loader.supervise.RestartPolicy`): started again with the same spec after
+It is then supervised (`host.supervise.RestartPolicy`): started again with the same spec after
 an exponential backoff, until it crashes too often within a window and is FAILED. A listener
 (`on_state`) hears every state change, so the module manager can follow plugins it did not
 start or stop itself. `PluginHost` is also the plugin-manager backend a privileged plugin reaches.
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
 
-from loader.client import ConfigureArgs, PluginClient
-from loader.dispatch import (
+from host.client import ConfigureArgs, PluginClient
+from host.dispatch import (
     Answer,
     ChainVerdict,
     Counters,
@@ -37,17 +37,17 @@ from loader.dispatch import (
     Resolution,
     ResolverChain,
 )
-from loader.errors import LoaderError, PluginCallError
-from loader.host_services import HostServices
-from loader.process import PluginProcess
-from loader.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
+from host.errors import PluginCallError
+from host.host_services import HostServices
+from host.process import PluginProcess
+from host.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
+from loader.errors import LoaderError
+from loader.host_modules import HOST_VERSION
 from pm_plugin.types import TYPE_NAMES
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, plugins_pb2, resolver_pb2
 
 log = logging.getLogger("pm_plugins.runtime")
-
-HOST_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class PluginInstance:
             raise PluginCallError(f"plugin {self.name} is not running ({self.state.value})")
         return client
 
-    # the chain members' interface (loader.dispatch)
+    # the chain members' interface (host.dispatch)
     def decide(self, connection: network_pb2.Connection, timeout: float) -> Answer:
         """Through the best transport the plugin offers: its decision socket, our gRPC
         decision stream, or the PR's unary call."""

@@ -11,13 +11,14 @@ from typing import Any
 
 import click
 
-from loader.control import ControlServer, request
+from cli.common import Context, emit, pass_ctx, refusals
+from cli.render import table
+from host.control import ControlServer, request
+from host.reference_host import ReferenceHost
 from loader.home import dev_mode_from, read_host_settings
+from loader.host_modules import OFF_BY_DEFAULT, plan_for_host
 from loader.journal import reading
 from loader.lockfile import read_lock
-from loader.reference_host import OFF_BY_DEFAULT, ReferenceHost, plan_for_host
-from registry_client.cli_common import Context, emit, pass_ctx, refusals
-from registry_client.render import table
 
 # -- verify, boot, status, query ------------------------------------------------------------
 

@@ -36,8 +36,8 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from loader.errors import PluginCallError, PluginProcessError
-from loader.process import PluginProcess, peer_pid
+from host.errors import PluginCallError, PluginProcessError
+from host.process import PluginProcess, peer_pid
 from pm_plugin.framing import FrameError, read_frame, write_frame
 from pm_plugin.wire.goplugin import (
     grpc_broker_pb2,

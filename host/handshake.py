@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from loader.errors import HandshakeError
+from host.errors import HandshakeError
 
 #: go-plugin's core protocol version; bumped by go-plugin only on incompatible changes.
 CORE_PROTOCOL_VERSION = 1

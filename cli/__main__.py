@@ -1,0 +1,5 @@
+"""`python -m cli` is `pm-plugins`."""
+
+from cli.main import main
+
+main()
