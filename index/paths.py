@@ -50,7 +50,7 @@ BIN_PREFIX = "bin"
 PUBLISHER_ROLE_PREFIX = "publisher-"
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 
-# The plugin name rule of plugins.json and manifests (loader.plugins_json.NAME_PATTERN).
+# The plugin name rule of plugins.json and manifests (loader.fields.NAME_PATTERN).
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # The characters of a PEP 440 version (the manifest parser checks the grammar itself).
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.!+_-]{0,63}")

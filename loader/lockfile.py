@@ -22,7 +22,7 @@ from typing import Any
 from keys import strict_json
 from keys.errors import StrictJSONError
 from loader.errors import LoaderError
-from loader.plugins_json import check_name, check_unknown, check_version
+from loader.fields import check_name, check_unknown, check_version
 
 FORMAT_VERSION = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")

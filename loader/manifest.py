@@ -37,7 +37,7 @@ from packaging.version import Version
 from keys import strict_json
 from keys.errors import StrictJSONError
 from loader.errors import LoaderError
-from loader.plugins_json import check_name, check_types, check_unknown, check_version, show
+from loader.fields import check_name, check_types, check_unknown, check_version, show
 
 __all__ = [
     "Artifact",

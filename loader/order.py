@@ -2,7 +2,9 @@
 
 `start_levels` groups modules into levels: every module's dependencies are in earlier
 levels, so the modules of one level can start concurrently and levels start in order
-(stopping runs the levels backwards). A cycle is a `DependencyCycleError` naming it.
+(stopping runs the levels backwards). A cycle is a `DependencyCycleError` naming it. Both
+come from the standard library's `graphlib.TopologicalSorter` (whose `CycleError` carries
+the cycle).
 `unsatisfied` says, for each module, which dependency is missing, disabled or failed, so
 the caller can refuse that module (and, transitively, its dependents) with one reason and
 boot the rest.
@@ -11,6 +13,7 @@ boot the rest.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from graphlib import CycleError, TopologicalSorter
 
 from loader.errors import LoaderError
 
@@ -23,32 +26,29 @@ class DependencyCycleError(LoaderError):
         super().__init__(f"modules depend on each other in a cycle: {' -> '.join(cycle)}")
 
 
+def _sorter(deps: Mapping[str, Collection[str]]) -> TopologicalSorter[str]:
+    """`deps` as a graphlib sorter; dependencies on names not in `deps` are left out."""
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for module in sorted(deps):
+        sorter.add(module, *sorted(d for d in deps[module] if d in deps))
+    return sorter
+
+
+def _as_needs(cycle: list[str]) -> list[str]:
+    """graphlib's cycle (each node a predecessor of the next) read as "needs", starting at
+    its smallest name, first name repeated last: ``a -> b`` means a needs b."""
+    ring = list(reversed(cycle))[:-1]
+    start = ring.index(min(ring))
+    ring = ring[start:] + ring[:start]
+    return [*ring, ring[0]]
+
+
 def find_cycle(deps: Mapping[str, Collection[str]]) -> list[str] | None:
     """One dependency cycle among `deps` (module -> modules it needs), or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    for root in sorted(deps):
-        if state.get(root):
-            continue
-        path: list[str] = []
-        stack: list[tuple[str, list[str]]] = [(root, sorted(deps.get(root, ())))]
-        state[root] = 1
-        path.append(root)
-        while stack:
-            node, todo = stack[-1]
-            if not todo:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-                continue
-            nxt = todo.pop(0)
-            if nxt not in deps:
-                continue  # unknown dependencies are `unsatisfied`'s business
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if not state.get(nxt):
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append((nxt, sorted(deps.get(nxt, ()))))
+    try:
+        _sorter(deps).prepare()
+    except CycleError as err:
+        return _as_needs(list(err.args[1]))
     return None
 
 
@@ -60,18 +60,16 @@ def start_levels(deps: Mapping[str, Collection[str]]) -> list[list[str]]:
     Raises:
         DependencyCycleError: naming one cycle.
     """
-    cycle = find_cycle(deps)
-    if cycle is not None:
-        raise DependencyCycleError(cycle)
-    level_of: dict[str, int] = {}
-    remaining = set(deps)
+    sorter = _sorter(deps)
+    try:
+        sorter.prepare()
+    except CycleError as err:
+        raise DependencyCycleError(_as_needs(list(err.args[1]))) from None
     levels: list[list[str]] = []
-    while remaining:
-        ready = sorted(m for m in remaining if all(d in level_of for d in deps[m] if d in deps))
-        for m in ready:
-            level_of[m] = len(levels)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
         levels.append(ready)
-        remaining -= set(ready)
+        sorter.done(*ready)
     return levels
 
 

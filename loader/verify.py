@@ -94,6 +94,14 @@ def _why_not_verified(
     return _refused(Status.INVALID_SIGNATURE, str(err))  # err names the manifest
 
 
+class _Refused(Exception):
+    """Internal: one step of `verify_plugin` refused; carries the verdict to return."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
 def verify_plugin(
     *,
     name: str | None,
@@ -112,21 +120,51 @@ def verify_plugin(
     """
     label = f"plugin {name}" if name is not None else "the package"
     if envelope is None:
-        if dev_mode:
-            return Verdict(
-                Status.UNSIGNED,
-                f"{label} is unsigned and runs only because dev mode is on",
-                runs=True,
-            )
-        return _refused(
+        return _unsigned(label, dev_mode)
+    try:
+        # 1. the signed bytes, against trusted and unrevoked keys
+        key_ids, payload = _verified_signers(label, envelope, trust, threshold)
+        key_id = key_ids[0]
+        # 2. the manifest, parsed from exactly the verified bytes
+        manifest = _signed_manifest(label, payload, key_id)
+        # 3. it must be this plugin's manifest
+        name = _check_identity(manifest, name, version, platform, key_id)
+        # 4. the artifact bytes
+        _check_artifact(manifest, name, artifact, key_id)
+    except _Refused as refusal:
+        return refusal.verdict
+    return Verdict(
+        Status.VERIFIED,
+        f"plugin {name} {manifest.version} is signed by key {key_id[:12]}...",
+        runs=True,
+        key_id=key_id,
+        trust_level=trust.level_of(key_id),
+        manifest=manifest,
+        key_ids=tuple(key_ids),
+    )
+
+
+def _unsigned(label: str, dev_mode: bool) -> Verdict:
+    if dev_mode:
+        return Verdict(
             Status.UNSIGNED,
-            f"{label} is unsigned (no signed manifest); only dev mode runs unsigned plugins",
+            f"{label} is unsigned and runs only because dev mode is on",
+            runs=True,
         )
-    # 1. the signed bytes, against trusted and unrevoked keys
+    return _refused(
+        Status.UNSIGNED,
+        f"{label} is unsigned (no signed manifest); only dev mode runs unsigned plugins",
+    )
+
+
+def _verified_signers(
+    label: str, envelope: bytes, trust: TrustStore, threshold: int
+) -> tuple[list[str], bytes]:
+    """The distinct trusted key ids that verified `envelope`, and the payload they signed."""
     try:
         parsed = envelope_from_bytes(envelope, source=f"manifest of {label}")
     except SignatureError as err:
-        return _refused(Status.INVALID_SIGNATURE, str(err))
+        raise _Refused(_refused(Status.INVALID_SIGNATURE, str(err))) from err
     try:
         verified = verify(
             envelope,
@@ -136,48 +174,57 @@ def verify_plugin(
             source=f"manifest of {label}",
         )
     except SignatureError as err:
-        return _why_not_verified(label, parsed, trust, err, threshold)
-    key_id = verified.key_ids[0]
-    # 2. the manifest, parsed from exactly the verified bytes
+        raise _Refused(_why_not_verified(label, parsed, trust, err, threshold)) from err
+    return list(verified.key_ids), verified.payload
+
+
+def _signed_manifest(label: str, payload: bytes, key_id: str) -> Manifest:
     try:
-        manifest = parse_manifest(verified.payload, source=f"signed manifest of {label}")
+        return parse_manifest(payload, source=f"signed manifest of {label}")
     except ManifestError as err:
-        return _refused(Status.INVALID_SIGNATURE, str(err), key_id)
-    # 3. it must be this plugin's manifest
+        raise _Refused(_refused(Status.INVALID_SIGNATURE, str(err), key_id)) from err
+
+
+def _check_identity(
+    manifest: Manifest, name: str | None, version: str | None, platform: str | None, key_id: str
+) -> str:
+    """The plugin's name, once the manifest is shown to be this plugin's (name, version and
+    platform as asked)."""
     claimed = f"{manifest.name} {manifest.version} ({manifest.platform})"
     if name is None:
         name = manifest.name
     elif manifest.name != name or (version is not None and manifest.version != version):
         wanted = f"{name} {version}" if version else name
-        return _refused(
-            Status.INVALID_SIGNATURE,
-            f"plugin {wanted} carries the signed manifest of {claimed}, not its own",
-            key_id,
+        raise _Refused(
+            _refused(
+                Status.INVALID_SIGNATURE,
+                f"plugin {wanted} carries the signed manifest of {claimed}, not its own",
+                key_id,
+            )
         )
     if platform is not None and manifest.platform not in ("any", platform):
-        return _refused(
-            Status.INVALID_SIGNATURE,
-            f"plugin {name} carries a manifest for platform {manifest.platform}, not {platform}",
-            key_id,
+        raise _Refused(
+            _refused(
+                Status.INVALID_SIGNATURE,
+                f"plugin {name} carries a manifest for platform {manifest.platform},"
+                f" not {platform}",
+                key_id,
+            )
         )
-    # 4. the artifact bytes
+    return name
+
+
+def _check_artifact(manifest: Manifest, name: str, artifact: bytes, key_id: str) -> None:
     digest = hashlib.sha256(artifact).hexdigest()
     if len(artifact) != manifest.artifact.size or not hmac.compare_digest(
         digest, manifest.artifact.sha256
     ):
-        return _refused(
-            Status.MODIFIED,
-            f"the artifact {manifest.artifact.filename} of plugin {name} was modified: its "
-            f"SHA-256 is {digest[:12]}..., the signed manifest says "
-            f"{manifest.artifact.sha256[:12]}...",
-            key_id,
+        raise _Refused(
+            _refused(
+                Status.MODIFIED,
+                f"the artifact {manifest.artifact.filename} of plugin {name} was modified: its "
+                f"SHA-256 is {digest[:12]}..., the signed manifest says "
+                f"{manifest.artifact.sha256[:12]}...",
+                key_id,
+            )
         )
-    return Verdict(
-        Status.VERIFIED,
-        f"plugin {name} {manifest.version} is signed by key {key_id[:12]}...",
-        runs=True,
-        key_id=key_id,
-        trust_level=trust.level_of(key_id),
-        manifest=manifest,
-        key_ids=tuple(verified.key_ids),
-    )

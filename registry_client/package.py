@@ -2,7 +2,8 @@
 
 Why this exists: a publisher signs exactly one thing, the manifest, and the manifest pins the
 artifact by SHA-256 and size. A package is a directory holding the artifact and
-`manifest.dsse.json`; `install ./PATH` and `index add` take it as is.
+`manifest.dsse.json`; `install ./PATH` and `index add` take it as is. `plugin.toml` is
+checked with the same field rules as every other file (`loader.fields`).
 
 The source directory has a `plugin.toml`:
 
@@ -20,12 +21,13 @@ The source directory has a `plugin.toml`:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +38,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from keys import dsse
 from keys._fs import write_atomic
+from keys.errors import StrictJSONError
 from loader.boot import MANIFEST_FILE, MAX_ARTIFACT_BYTES
 from loader.errors import LoaderError
+from loader.fields import check_unknown, expect, optional, require
 from loader.manifest import (
     Artifact,
     Manifest,
@@ -84,9 +88,8 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
         raise PackageError(f"{directory} has no {SOURCE_FILE}; it is not a plugin") from err
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise PackageError(f"{toml_path}: cannot be read as TOML ({err})") from err
-    unknown = sorted(set(doc) - _TOML_FIELDS)
-    if unknown:
-        raise PackageError(f'{toml_path}: unknown field "{unknown[0]}"')
+    with _refused():
+        check_unknown(doc, _TOML_FIELDS, where=str(toml_path), what=SOURCE_FILE)
     executable_name = _str(doc, "executable", toml_path)
     try:
         data = read_once(directory / executable_name, MAX_ARTIFACT_BYTES)
@@ -100,7 +103,7 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
             description=_str(doc, "description", toml_path),
             types=tuple(_list(doc, "types", toml_path)),
             requires=_requires(doc.get("requires", {}), toml_path),
-            platform=str(doc.get("platform", "any")),
+            platform=_platform(doc, toml_path),
             artifact=Artifact(executable_name, hashlib.sha256(data).hexdigest(), len(data)),
             created=format_created(created or datetime.now(UTC)),
         )
@@ -143,27 +146,42 @@ def build_package(
     return target
 
 
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """A field rule's refusal (one sentence naming the file and the field) as a PackageError."""
+    try:
+        yield
+    except StrictJSONError as err:
+        raise PackageError(str(err)) from err
+
+
 def _str(doc: dict[str, Any], key: str, path: Path) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str):
-        raise PackageError(f'{path}: field "{key}" must be a string')
-    return value
+    with _refused():
+        return str(require(doc, key, str, where=str(path)))
+
+
+def _platform(doc: dict[str, Any], path: Path) -> str:
+    with _refused():
+        return str(optional(doc, "platform", str, "any", where=str(path)))
 
 
 def _list(doc: dict[str, Any], key: str, path: Path) -> list[str]:
-    value = doc.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PackageError(f'{path}: field "{key}" must be a list of strings')
-    return value
+    with _refused():
+        value = require(doc, key, list, where=str(path))
+        for i, item in enumerate(value, 1):
+            expect(item, str, where=str(path), what=f'item {i} of field "{key}"')
+    return list(value)
 
 
 def _requires(value: Any, path: Path) -> Requires:
-    if not isinstance(value, dict) or set(value) - {"host", "plugins"}:
-        raise PackageError(f'{path}: [requires] may hold only "host" and "plugins"')
-    host = _list(value, "host", path) if "host" in value else []
-    plugins = value.get("plugins", {})
-    if not isinstance(plugins, dict) or not all(isinstance(v, str) for v in plugins.values()):
-        raise PackageError(f'{path}: "requires.plugins" must map plugin names to specifiers')
+    where = str(path)
+    with _refused():
+        expect(value, dict, where=where, what="[requires]")
+        check_unknown(value, ("host", "plugins"), where=where, what="[requires]")
+        host = _list(value, "host", path) if "host" in value else []
+        plugins = optional(value, "plugins", dict, {}, where=where)
+        for name, spec in plugins.items():
+            expect(spec, str, where=where, what=f'"requires.plugins.{name}"')
     try:
         specs = tuple((name, SpecifierSet(spec)) for name, spec in plugins.items())
     except InvalidSpecifier as err:

@@ -18,8 +18,8 @@ from pathlib import Path
 from keys import strict_json
 from keys._fs import write_atomic
 from keys.errors import StrictJSONError
+from loader.fields import check_name, check_unknown
 from loader.home import Home
-from loader.plugins_json import check_name, check_unknown
 from registry_client.tuf_client import RegistryClient, RegistryError
 
 FORMAT_VERSION = 1

@@ -74,7 +74,7 @@ from index import paths
 from keys import strict_json
 from keys.errors import StrictJSONError
 from keys.store import is_key_id
-from loader.plugins_json import check_name, check_types, check_version, show
+from loader.fields import check_name, check_types, check_version, show
 
 __all__ = [
     "FileFetcher",

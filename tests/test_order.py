@@ -55,3 +55,11 @@ def test_unsatisfied_is_transitive_and_says_why() -> None:
 
 def test_unknown_dependencies_do_not_break_ordering() -> None:
     assert start_levels({"a": ["missing"], "b": ["a"]}) == [["a"], ["b"]]
+
+
+def test_a_cycle_reads_as_needs_from_its_smallest_name() -> None:
+    # z needs a, a needs m, m needs z: whatever graphlib starts from, the reason reads the same
+    deps = {"z": ["a"], "a": ["m"], "m": ["z"], "free": ["a"]}
+    assert find_cycle(deps) == ["a", "m", "z", "a"]
+    assert find_cycle({"m": ["z"], "z": ["a"], "a": ["m"]}) == ["a", "m", "z", "a"]
+    assert find_cycle({"a": ["b"], "b": []}) is None
