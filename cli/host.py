@@ -13,6 +13,7 @@ import click
 
 from cli.common import Context, emit, pass_ctx, refusals
 from cli.render import table
+from host import control_requests
 from host.control import ControlServer, request
 from host.reference_host import ReferenceHost
 from loader.home import dev_mode_from, read_host_settings
@@ -81,7 +82,9 @@ def boot(ctx: Context, enable: tuple[str, ...]) -> None:
         host = ReferenceHost(
             ctx.home, dev_mode=dev_mode, disabled=off, threshold=settings.signature_threshold
         )
-        server = ControlServer(ctx.home.control_socket, lambda req: _handle(host, req))
+        server = ControlServer(
+            ctx.home.control_socket, lambda req: control_requests.answer(host, req)
+        )
         server.start()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -100,37 +103,6 @@ def boot(ctx: Context, enable: tuple[str, ...]) -> None:
         server.close()
         host.shutdown()
         click.echo("host stopped", err=True)
-
-
-def _handle(host: ReferenceHost, req: dict[str, Any]) -> Any:
-    op = req["op"]
-    if op == "status":
-        return host.status()
-    if op == "dns":
-        return host.resolve(str(req["name"]), str(req.get("type", "A")))
-    if op == "connection":
-        return host.decide(
-            binary=str(req["binary"]),
-            domain=str(req.get("domain", "")),
-            ip=str(req.get("ip", "")),
-            port=int(req.get("port", 0)),
-            protocol=int(req.get("protocol", 6)),
-            inbound=bool(req.get("inbound", False)),
-        )
-    if op == "hook":
-        meta = req.get("untyped_meta", [])
-        if not isinstance(meta, list) or not all(isinstance(m, str) for m in meta):
-            raise ValueError("untyped_meta must be a list of strings")
-        return host.run_hook(str(req["hook_point"]), str(req["entity"]), tuple(meta))
-    if op == "disable":
-        return {"stopped": host.disable(str(req["module"]))}
-    if op == "enable":
-        host.enable(str(req["module"]))
-        return {}
-    if op == "stop":
-        host.request_stop()
-        return {}
-    raise ValueError(f"unknown request {op!r}")
 
 
 def _status_text(status: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """`pm-plugins index ...`: the maintainer commands over :mod:`index`.
 
 ``verify`` reads the published index back through the user's client
-(``registry_client.tuf_client``), which ``index`` may not import. Each command parses its
+(``registry_client.readback``), which ``index`` may not import. Each command parses its
 options, calls the library, prints one or two plain lines, and turns every refusal into one
 sentence and a non-zero exit.
 
@@ -12,7 +12,6 @@ given with ``--publisher-key`` too).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,8 @@ from index.paths import TOP_ROLES
 from keys import ed25519
 from keys.errors import KeysError
 from loader.errors import LoaderError
-from registry_client.tuf_client import RegistryClient, RegistryError
+from registry_client.readback import read_back
+from registry_client.tuf_client import RegistryError
 
 __all__ = ["index"]
 
@@ -268,45 +268,18 @@ def delegate_cmd(
 def verify_cmd(repo_dir: Path, as_json: bool) -> None:
     """Read DIR/published back through the TUF client, from root v1, and check every file."""
     with _refusals():
-        with IndexRepo.open(repo_dir) as repo:
-            first_root = repo.root_bytes(1)
-            expected = set(repo.all_targets())
-            published = repo.published_dir
-        if not (published / "metadata" / "timestamp.json").is_file():
-            raise IndexRepoError(f"{published} has no timestamp.json; run publish first")
-        with tempfile.TemporaryDirectory(prefix="pm-plugins-verify-") as tmp:
-            client = RegistryClient(repo_dir.name or "index", str(published), Path(tmp), first_root)
-            state = client.refresh()
-            targets = client.list_targets()
-            releases = client.releases()
-            for info in targets:
-                client.download(info, Path(tmp) / "files").unlink()
-            warnings = list(client.warnings)
-        missing = sorted(expected - {t.path for t in targets})
-        if missing:
-            raise IndexRepoError(
-                f"{len(missing)} target(s) of the repository are not visible to clients"
-                f" (first: {missing[0]})"
-            )
-    counts = {
-        "root_version": state.root_version,
-        "timestamp_version": state.timestamp_version,
-        "snapshot_version": state.snapshot_version,
-        "targets": len(targets),
-        "releases": len(releases),
-        "plugins": len({r.name for r in releases}),
-        "warnings": warnings,
-    }
+        result = read_back(repo_dir)
     if as_json:
-        click.echo(json.dumps(counts, sort_keys=True))
+        click.echo(json.dumps(result.counts(), sort_keys=True))
         return
+    state = result.state
     click.echo(
-        f"verified {published}: root v{state.root_version}, timestamp"
+        f"verified {result.published}: root v{state.root_version}, timestamp"
         f" v{state.timestamp_version} (expires {state.timestamp_expires:%Y-%m-%d %H:%M} UTC);"
-        f" {counts['releases']} releases of {counts['plugins']} plugins,"
-        f" {len(targets)} target files checked"
+        f" {result.releases} releases of {result.plugins} plugins,"
+        f" {result.targets} target files checked"
     )
-    for warning in warnings:
+    for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 
 

@@ -1,0 +1,48 @@
+"""What the booted reference host answers on its control socket.
+
+Why this exists: `pm-plugins status | query | module | stop`, run from another shell, reach
+the booted host only as JSON requests on its owner-only control socket (`host.control`).
+This module maps each request (`{"op": ...}`) to one call on the `ReferenceHost`, checking
+the fields it reads; an unknown op or a malformed field is a `ValueError`, which the
+control server returns to the caller as the error sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from host.reference_host import ReferenceHost
+
+__all__ = ["answer"]
+
+
+def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
+    """The reply to one control request."""
+    op = req["op"]
+    if op == "status":
+        return host.status()
+    if op == "dns":
+        return host.resolve(str(req["name"]), str(req.get("type", "A")))
+    if op == "connection":
+        return host.decide(
+            binary=str(req["binary"]),
+            domain=str(req.get("domain", "")),
+            ip=str(req.get("ip", "")),
+            port=int(req.get("port", 0)),
+            protocol=int(req.get("protocol", 6)),
+            inbound=bool(req.get("inbound", False)),
+        )
+    if op == "hook":
+        meta = req.get("untyped_meta", [])
+        if not isinstance(meta, list) or not all(isinstance(m, str) for m in meta):
+            raise ValueError("untyped_meta must be a list of strings")
+        return host.run_hook(str(req["hook_point"]), str(req["entity"]), tuple(meta))
+    if op == "disable":
+        return {"stopped": host.disable(str(req["module"]))}
+    if op == "enable":
+        host.enable(str(req["module"]))
+        return {}
+    if op == "stop":
+        host.request_stop()
+        return {}
+    raise ValueError(f"unknown request {op!r}")
