@@ -15,6 +15,9 @@ Why this exists: the user's promise is "nothing half-installed, ever". An instal
    after it, the change is finished now or by the next reader;
 6. last, removes the releases it replaced.
 
+Reading and verifying a package (step 2), and what installed releases require (step 3),
+is :mod:`registry_client.reading`; this module writes.
+
 The installer is also what `install NAME` of the registry uses once TUF has downloaded a
 package.
 """
@@ -29,61 +32,36 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from keys.dsse import envelope_from_bytes
-from keys.errors import KeysError
-from keys.store import TrustStore
 from loader import journal
-from loader.boot import (
-    MANIFEST_FILE,
-    MAX_ARTIFACT_BYTES,
-    MAX_MANIFEST_BYTES,
-    artifact_path,
-    release_dir_of,
-    this_platform,
-)
-from loader.errors import LoaderError
+from loader.boot import MANIFEST_FILE
 from loader.home import Home
 from loader.host_modules import CORE_MODULES
 from loader.journal import changing, commit
 from loader.lockfile import Locked, dumps_lock, read_lock
-from loader.manifest import Manifest, parse_manifest
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
-from loader.sealed import read_once
-from loader.verify import verify_plugin
-from registry_client.package import SOURCE_FILE, PackageError, read_source
+from registry_client.reading import (
+    InstallError,
+    Release,
+    _claimed_manifest,
+    installed_requirements,
+    read_package,
+)
+
+__all__ = [
+    "InstallError",
+    "InstallResult",
+    "Release",
+    "install",
+    "install_many",
+    "installed_requirements",
+    "read_package",
+    "uninstall",
+]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-class InstallError(Exception):
-    """An install or removal was refused; nothing was changed. One sentence."""
-
-
-@dataclass(frozen=True)
-class Release:
-    """Verified bytes ready to be installed."""
-
-    name: str
-    version: str
-    types: tuple[str, ...]
-    artifact_name: str
-    artifact: bytes
-    envelope: bytes | None  # None: unsigned (dev mode only)
-    key_id: str | None
-    trust_level: str | None
-    manifest: Manifest | None
-    key_ids: tuple[str, ...] = ()  # every trusted signer (key_id is the first)
-
-    def signers(self) -> str:
-        """`3fa2..., 9b1c... (official)`, or "UNSIGNED (dev mode)"."""
-        if self.key_id is None:
-            return "UNSIGNED (dev mode)"
-        keys = ", ".join(f"{k[:12]}..." for k in self.key_ids or (self.key_id,))
-        return f"{keys} ({self.trust_level})"
 
 
 @dataclass
@@ -97,80 +75,6 @@ class InstallResult:
     unchanged: bool = False  # the same release was already installed
     missing: list[str] = field(default_factory=list)  # required plugins not configured
     signed_by: str = ""  # Release.signers()
-
-
-def read_package(
-    path: Path,
-    *,
-    trust: TrustStore,
-    dev_mode: bool,
-    expect: tuple[str, str] | None = None,
-    threshold: int = 1,
-) -> Release:
-    """Read a package directory (or, in dev mode, a plugin source directory) and verify it.
-
-    `expect` (name, version): the release the index promised; the signed manifest must be
-    that release's, and refusals name it.
-    """
-    if not path.is_dir():
-        raise InstallError(f"{path} is not a package directory")
-    if not (path / MANIFEST_FILE).exists():
-        if (path / SOURCE_FILE).exists():
-            return _read_source(path, dev_mode)
-        raise InstallError(f"{path} is not a package: it has no {MANIFEST_FILE}")
-    try:
-        envelope = read_once(path / MANIFEST_FILE, MAX_MANIFEST_BYTES)
-        artifact_file = artifact_path(path, path.name)
-        artifact = read_once(artifact_file, MAX_ARTIFACT_BYTES)
-    except LoaderError as err:
-        raise InstallError(str(err)) from err
-    verdict = verify_plugin(
-        name=expect[0] if expect else None,
-        version=expect[1] if expect else None,
-        envelope=envelope,
-        artifact=artifact,
-        trust=trust,
-        dev_mode=dev_mode,
-        platform=this_platform(),
-        threshold=threshold,
-    )
-    manifest = verdict.manifest
-    if not verdict.runs or manifest is None:
-        what = f"{expect[0]} {expect[1]}" if expect else str(path)
-        raise InstallError(f"refusing to install {what}: {verdict.reason}")
-    if manifest.artifact.filename != artifact_file.name:
-        raise InstallError(
-            f"refusing to install {path}: its artifact is named {artifact_file.name}, the "
-            f"signed manifest says {manifest.artifact.filename}"
-        )
-    return Release(
-        manifest.name,
-        manifest.version,
-        manifest.types,
-        artifact_file.name,
-        artifact,
-        envelope,
-        verdict.key_id,
-        verdict.trust_level,
-        manifest,
-        verdict.key_ids,
-    )
-
-
-def _read_source(path: Path, dev_mode: bool) -> Release:
-    if not dev_mode:
-        raise InstallError(
-            f"{path} is a plugin source directory, not a signed package; package it with "
-            f"`pm-plugins package {path} --key KEY`, or install it unsigned with --dev-mode"
-        )
-    try:
-        source = read_source(path)
-    except PackageError as err:
-        raise InstallError(str(err)) from err
-    m = source.manifest
-    return Release(
-        m.name, m.version, m.types, m.artifact.filename, source.executable, None, None, None, m
-    )
 
 
 def install(home: Home, release: Release) -> InstallResult:
@@ -193,57 +97,98 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
         _refuse(home, releases, locked)
-        results: list[InstallResult] = []
         created: list[Path] = []  # new release folders, taken back on failure
         swapped: list[tuple[Path, Path]] = []  # (final, old copy) of dev rebuilds
         try:
-            for release in releases:
-                final = home.release_dir(release.name, release.version)
-                previous = locked.get(release.name)
-                result = InstallResult(
-                    release.name,
-                    release.version,
-                    final,
-                    release.key_id,
-                    release.trust_level,
-                    signed_by=release.signers(),
-                )
-                if previous is not None and previous.version != release.version:
-                    result.replaced = previous.version
-                if _same_release(final, release):
-                    result.unchanged = True
-                elif (
-                    final.exists() and previous is not None and previous.version == release.version
-                ):
-                    swapped.append((final, _swap_in(home, final, release)))  # unsigned rebuild
-                else:
-                    if final.exists():  # left by an install that never committed: garbage
-                        _remove_tree(home, final)
-                    _put_in_place(home, final, release)
-                    created.append(final)
-                old_types = _types_before(home, release.name, previous, entries)
-                entries = _with_entry(entries, release, old_types)
-                digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
-                locked[release.name] = Locked(release.version, digest, release.key_id)
-                results.append(result)
+            results, entries = _place_all(home, releases, entries, locked, created, swapped)
             journal.record(home, dumps_plugins_json(entries), dumps_lock(locked))
         except BaseException:  # not committed: take back what this call put in place
-            for final, old in reversed(swapped):
-                _exchange(old, final)
-                _remove_tree(home, old.parent)
-            for final in created:
-                _remove_tree(home, final)
+            _take_back(home, created, swapped)
             raise
         journal.apply(home)  # committed: a crash from here on is finished by the next reader
-        for _, old in swapped:
-            _remove_tree(home, old.parent)
-        configured = {e.name for e in entries}
-        for release, result in zip(releases, results, strict=True):
-            _remove_other_versions(home, release.name, keep=release.version)
-            if release.manifest is not None:
-                needed = [n for n, _ in release.manifest.requires.plugins]
-                result.missing = [n for n in needed if n not in configured]
+        _finish(home, releases, results, entries, swapped)
         return results
+
+
+def _place_all(
+    home: Home,
+    releases: list[Release],
+    entries: list[PluginEntry],
+    locked: dict[str, Locked],
+    created: list[Path],
+    swapped: list[tuple[Path, Path]],
+) -> tuple[list[InstallResult], list[PluginEntry]]:
+    """Put every release in place and name it in plugins.json and the lock (`entries` and
+    `locked`, not written yet); `created` and `swapped` hear what to take back on failure."""
+    results: list[InstallResult] = []
+    for release in releases:
+        previous = locked.get(release.name)
+        result = _place(home, release, previous, created, swapped)
+        old_types = _types_before(home, release.name, previous, entries)
+        entries = _with_entry(entries, release, old_types)
+        digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
+        locked[release.name] = Locked(release.version, digest, release.key_id)
+        results.append(result)
+    return results, entries
+
+
+def _place(
+    home: Home,
+    release: Release,
+    previous: Locked | None,
+    created: list[Path],
+    swapped: list[tuple[Path, Path]],
+) -> InstallResult:
+    """Put one release's folder in place, unless it is already there; `previous` is what
+    the lock named for its plugin."""
+    final = home.release_dir(release.name, release.version)
+    result = InstallResult(
+        release.name,
+        release.version,
+        final,
+        release.key_id,
+        release.trust_level,
+        signed_by=release.signers(),
+    )
+    if previous is not None and previous.version != release.version:
+        result.replaced = previous.version
+    if _same_release(final, release):
+        result.unchanged = True
+    elif final.exists() and previous is not None and previous.version == release.version:
+        swapped.append((final, _swap_in(home, final, release)))  # unsigned rebuild
+    else:
+        if final.exists():  # left by an install that never committed: garbage
+            _remove_tree(home, final)
+        _put_in_place(home, final, release)
+        created.append(final)
+    return result
+
+
+def _take_back(home: Home, created: list[Path], swapped: list[tuple[Path, Path]]) -> None:
+    """Before the commit: exchange dev rebuilds back and remove the new release folders."""
+    for final, old in reversed(swapped):
+        _exchange(old, final)
+        _remove_tree(home, old.parent)
+    for final in created:
+        _remove_tree(home, final)
+
+
+def _finish(
+    home: Home,
+    releases: list[Release],
+    results: list[InstallResult],
+    entries: list[PluginEntry],
+    swapped: list[tuple[Path, Path]],
+) -> None:
+    """After the commit: remove what the releases replaced; name missing requirements."""
+    for _, old in swapped:
+        _remove_tree(home, old.parent)
+    configured = {e.name for e in entries}
+    for release, result in zip(releases, results, strict=True):
+        _remove_other_versions(home, release.name, keep=release.version)
+        if release.manifest is not None:
+            needed = [n for n, _ in release.manifest.requires.plugins]
+            result.missing = [n for n in needed if n not in configured]
 
 
 def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> None:
@@ -291,43 +236,6 @@ def _types_before(
         return next((e.types for e in entries if e.name == name), None)
     manifest = _claimed_manifest(home.release_dir(name, previous.version))
     return manifest.types if manifest is not None else None
-
-
-def installed_requirements(
-    home: Home,
-) -> dict[str, tuple[str, tuple[tuple[str, SpecifierSet], ...]]]:
-    """Every configured plugin's installed version and the plugins it requires.
-
-    Read from each release's manifest envelope without a trust decision and without
-    hashing artifacts: this only protects dependents, so a manifest that does not verify
-    (untrusted, refused, artifact missing) still counts.
-    """
-    locked = read_lock(home.lock_file)
-    out = {}
-    for entry in read_plugins_json(home.plugins_json):
-        pinned = locked[entry.name].version if entry.name in locked else None
-        directory: Path | None
-        try:
-            version, directory = release_dir_of(home, entry, pinned)
-        except LoaderError:  # not (fully) installed: what the lock names, if anything
-            version = pinned or ""
-            directory = home.release_dir(entry.name, pinned) if pinned else None
-        manifest = _claimed_manifest(directory)
-        out[entry.name] = (version, manifest.requires.plugins if manifest is not None else ())
-    return out
-
-
-def _claimed_manifest(directory: Path | None) -> Manifest | None:
-    """The manifest a release claims, unverified (see `installed_requirements`)."""
-    if directory is None:
-        return None
-    try:
-        envelope = envelope_from_bytes(
-            read_once(directory / MANIFEST_FILE, MAX_MANIFEST_BYTES), source=str(directory)
-        )
-        return parse_manifest(envelope.payload, source=str(directory))
-    except (LoaderError, KeysError):
-        return None
 
 
 def uninstall(home: Home, name: str, *, force: bool = False) -> str:

@@ -34,9 +34,11 @@ Metadata bytes are also read by :mod:`keys.strict_json` before TUF parses them
 (duplicate keys, NaN, bad UTF-8 refused), and ``custom`` fields are checked with exact
 types; a malformed release entry is skipped with a warning.
 
-Fetchers: :class:`RequestsFetcher` (a ``requests.Session``: timeouts, retries on
-connection errors, proxies from the environment) and :class:`FileFetcher` for a local
-copy of the index (a folder or a ``file://`` URL). Both count requests and bytes.
+Fetchers (:mod:`registry_client.fetchers`): :class:`RequestsFetcher` (a
+``requests.Session``: timeouts, retries on connection errors, proxies from the
+environment) and :class:`FileFetcher` for a local copy of the index (a folder or a
+``file://`` URL). Both count requests and bytes. The release model and the checks of
+the ``custom`` fields are :mod:`registry_client.releases`.
 
 Cache: ``<cache_dir>/metadata`` holds ngclient's trusted metadata (``root.json`` is the
 trust anchor after :meth:`RegistryClient.bootstrap`). The client is single-instance per
@@ -46,21 +48,13 @@ cache folder, like ngclient.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
-import requests
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from requests.adapters import HTTPAdapter
 from tuf.api import exceptions
 
 # python-tuf re-exports these names without __all__ (mypy strict: ignore).
@@ -68,13 +62,21 @@ from tuf.api.metadata import TargetFile, Targets  # type: ignore[attr-defined]
 from tuf.ngclient.config import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
-from urllib3.util.retry import Retry
 
 from index import paths
 from keys import strict_json
 from keys.errors import StrictJSONError
-from keys.store import is_key_id
-from loader.fields import check_name, check_types, check_version, show
+from loader.fields import show
+from registry_client.fetchers import FileFetcher, RequestsFetcher, _CountingFetcher
+from registry_client.refusals import refusal
+from registry_client.releases import (
+    _FILENAME,
+    IndexState,
+    Release,
+    TargetInfo,
+    _release,
+    _target_info,
+)
 
 __all__ = [
     "FileFetcher",
@@ -86,12 +88,6 @@ __all__ = [
     "TargetInfo",
 ]
 
-_PLATFORM = re.compile(r"any|[a-z0-9]+-[a-z0-9_]+")
-_FILENAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_HASH_NAME = re.compile(r"[a-z0-9-]{1,32}")
-_HEX = re.compile(r"[0-9a-f]{16,256}")
-_MAX_DESCRIPTION = 4096
-
 
 class RegistryError(Exception):
     """A registry cannot be used as asked; the message is one sentence for the user."""
@@ -102,301 +98,6 @@ class RegistryError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-class _MalformedMetadataError(exceptions.RepositoryError):
-    """Metadata bytes that are not strict JSON (see :mod:`keys.strict_json`)."""
-
-
-# -- fetchers --------------------------------------------------------------------------------
-
-
-class _CountingFetcher(FetcherInterface):
-    """Counts requests and bytes, and reads metadata strictly before TUF parses it."""
-
-    def __init__(self) -> None:
-        self.urls: list[str] = []
-        self.bytes_received = 0
-        self.on_chunk: Callable[[int], None] | None = None  # a download's progress
-
-    @property
-    def last_url(self) -> str:
-        return self.urls[-1] if self.urls else ""
-
-    def fetch(self, url: str) -> Iterator[bytes]:
-        self.urls.append(url)
-        return self._counted(super().fetch(url))
-
-    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            self.bytes_received += len(chunk)
-            if self.on_chunk is not None:
-                self.on_chunk(len(chunk))
-            yield chunk
-
-    def download_bytes(self, url: str, max_length: int) -> bytes:
-        # ngclient downloads only metadata with download_bytes (targets use download_file).
-        data = super().download_bytes(url, max_length)
-        try:
-            strict_json.loads(data, source=url.rsplit("/", 1)[-1], max_bytes=max(max_length, 1))
-        except StrictJSONError as e:
-            raise _MalformedMetadataError(e.message) from e
-        return data
-
-
-class FileFetcher(_CountingFetcher):
-    """Reads ``file://`` URLs: a local copy of an index, verified exactly like HTTP."""
-
-    def __init__(self, chunk_size: int = 1 << 20) -> None:
-        super().__init__()
-        self.chunk_size = chunk_size
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        parts = urlsplit(url)
-        if parts.scheme != "file":
-            raise exceptions.DownloadError(f"{url} is not a file:// URL")
-        path = url2pathname(parts.path)
-        try:
-            f = open(path, "rb")  # noqa: SIM115 (closed by the generator)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise exceptions.DownloadHTTPError(f"{path} does not exist", 404) from None
-        except OSError as e:
-            raise exceptions.DownloadError(f"{path}: {e.strerror or e}") from e
-        return self._chunks(f)
-
-    def _chunks(self, f: IO[bytes]) -> Iterator[bytes]:
-        with f:
-            while chunk := f.read(self.chunk_size):
-                yield chunk
-
-
-class RequestsFetcher(_CountingFetcher):
-    """HTTP(S) with a ``requests.Session``: connect and read timeouts, ``retries`` on
-    connection errors and on 502/503/504 (exponential ``backoff`` in seconds), proxies
-    from the environment (``trust_env``)."""
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.2,
-        chunk_size: int = 1 << 16,
-        user_agent: str = "pm-plugins",
-        session: requests.Session | None = None,
-    ) -> None:
-        super().__init__()
-        self.timeout = (connect_timeout, read_timeout)
-        self.chunk_size = chunk_size
-        self.session = session or requests.Session()
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=0,
-            status=retries,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET"}),
-            backoff_factor=backoff,
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = user_agent
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        try:
-            response = self.session.get(url, stream=True, timeout=self.timeout)
-        except requests.Timeout as e:
-            raise exceptions.SlowRetrievalError(f"{url} timed out") from e
-        except requests.RequestException as e:
-            raise exceptions.DownloadError(_reason(e)) from e
-        if response.status_code != 200:
-            response.close()
-            raise exceptions.DownloadHTTPError(f"HTTP {response.status_code}", response.status_code)
-        return self._chunks(response)
-
-    def _chunks(self, response: requests.Response) -> Iterator[bytes]:
-        try:
-            yield from response.iter_content(self.chunk_size)
-        except requests.Timeout as e:
-            raise exceptions.SlowRetrievalError("the server stopped sending") from e
-        except requests.RequestException as e:
-            raise exceptions.DownloadError(_reason(e)) from e
-        finally:
-            response.close()
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def _reason(e: BaseException) -> str:
-    """The innermost cause of a connection error, shortly (e.g. "Connection refused")."""
-    inner: BaseException = e
-    for _ in range(16):
-        nested = inner.__cause__ or inner.__context__
-        if nested is None:
-            break
-        inner = nested
-    text = str(inner).strip() or type(inner).__name__
-    match = re.search(r"\[Errno -?\d+\] ([^'\"\]\)]+)", str(e))
-    return match.group(1).strip() if match else text[:120]
-
-
-# -- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """A target as the signed metadata describes it: path, length, hashes, custom."""
-
-    path: str
-    length: int
-    hashes: Mapping[str, str] = field(hash=False)
-    custom: Any = field(default=None, hash=False, compare=False)
-
-    @property
-    def filename(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    @property
-    def sha256(self) -> str | None:
-        return self.hashes.get("sha256")
-
-    def to_tuf(self) -> TargetFile:
-        return TargetFile(self.length, dict(self.hashes), self.path)
-
-    @classmethod
-    def of(cls, tf: TargetFile) -> TargetInfo:
-        return cls(tf.path, tf.length, dict(tf.hashes), tf.custom)
-
-
-@dataclass(frozen=True)
-class Release:
-    """One plugin release for one platform, from the signed index metadata alone."""
-
-    name: str
-    version: str
-    platform: str
-    types: tuple[str, ...]
-    host_modules: tuple[str, ...]
-    plugin_requires: tuple[tuple[str, str], ...]
-    description: str
-    publisher: str
-    publisher_key_id: str
-    artifact: TargetInfo
-    manifest: TargetInfo
-
-    @property
-    def requires(self) -> dict[str, Any]:
-        """``requires`` in the manifest's JSON form."""
-        return {"host": list(self.host_modules), "plugins": dict(self.plugin_requires)}
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """The versions a refresh ended with."""
-
-    registry: str
-    root_version: int
-    timestamp_version: int
-    snapshot_version: int
-    targets_version: int
-    timestamp_expires: datetime
-
-
-# -- custom fields -----------------------------------------------------------------------------
-
-
-def _target_info(doc: Any, *, where: str) -> TargetInfo:
-    strict_json.expect(doc, dict, where=where, what="the target")
-    path = strict_json.require(doc, "path", str, where=where)
-    length = strict_json.require(doc, "length", int, where=where)
-    hashes = strict_json.require(doc, "hashes", dict, where=where)
-    if length < 0:
-        raise StrictJSONError(f'{where}: field "length" is negative')
-    if not hashes:
-        raise StrictJSONError(f'{where}: field "hashes" is empty')
-    for algo, value in hashes.items():
-        strict_json.expect(value, str, where=where, what=f'hash "{algo}"')
-        if not _HASH_NAME.fullmatch(algo) or not _HEX.fullmatch(value):
-            raise StrictJSONError(f"{where}: hash {show(algo)} is not a lowercase hex digest")
-    return TargetInfo(path, length, dict(hashes), doc.get("custom"))
-
-
-def _release(artifact: TargetInfo, manifest: TargetInfo | None, *, where: str) -> Release:
-    """A :class:`Release` from an artifact target's custom fields, checked exactly."""
-    custom = artifact.custom
-    strict_json.expect(custom, dict, where=where, what='the "custom" field')
-    name = strict_json.require(custom, "name", str, where=where)
-    check_name(name, where=where, what='field "name"')
-    version = strict_json.require(custom, "version", str, where=where)
-    check_version(version, where=where)
-    platform = strict_json.require(custom, "platform", str, where=where)
-    if not _PLATFORM.fullmatch(platform):
-        raise StrictJSONError(f'{where}: field "platform" is {show(platform)}')
-    types = check_types(
-        strict_json.require(custom, "types", list, where=where), where=where, non_empty=True
-    )
-    requires = strict_json.require(custom, "requires", dict, where=where)
-    hosts = strict_json.optional(requires, "host", list, [], where=f"{where}: requires")
-    host_modules = tuple(
-        check_name(h, where=where, what=f'item {i} of field "requires.host"')
-        for i, h in enumerate(hosts, 1)
-    )
-    wanted = strict_json.optional(requires, "plugins", dict, {}, where=f"{where}: requires")
-    plugin_requires: list[tuple[str, str]] = []
-    for dep, spec in wanted.items():
-        check_name(dep, where=where, what='a key of field "requires.plugins"')
-        strict_json.expect(spec, str, where=where, what=f'field "requires.plugins.{dep}"')
-        try:
-            SpecifierSet(spec)
-        except InvalidSpecifier:
-            raise StrictJSONError(
-                f'{where}: field "requires.plugins.{dep}" is {show(spec)}, which is not a'
-                " version specifier"
-            ) from None
-        plugin_requires.append((dep, spec))
-    description = strict_json.require(custom, "description", str, where=where)
-    if len(description) > _MAX_DESCRIPTION:
-        raise StrictJSONError(f'{where}: field "description" is too long')
-    publisher = strict_json.require(custom, "publisher", str, where=where)
-    for field_name, text, allowed in (
-        ("description", description, "\n\t"),
-        ("publisher", publisher, ""),
-    ):
-        if any(not ch.isprintable() and ch not in allowed for ch in text):
-            raise StrictJSONError(f'{where}: field "{field_name}" contains a control character')
-    key_id = strict_json.require(custom, "publisher_key_id", str, where=where)
-    if not is_key_id(key_id):
-        raise StrictJSONError(f'{where}: field "publisher_key_id" is not a key id')
-    manifest_path = strict_json.require(custom, "manifest", str, where=where)
-    filename = artifact.filename
-    expected = f"{name}/{version}/{platform}/"
-    if not (
-        _FILENAME.fullmatch(filename)
-        and artifact.path == expected + filename
-        and manifest_path == expected + paths.MANIFEST_FILENAME
-    ):
-        raise StrictJSONError(
-            f"{where}: the target paths do not match the name, version and platform"
-        )
-    if manifest is None or manifest.path != manifest_path:
-        raise StrictJSONError(f"{where}: the manifest target {manifest_path} is not signed")
-    return Release(
-        name=name,
-        version=version,
-        platform=platform,
-        types=types,
-        host_modules=host_modules,
-        plugin_requires=tuple(sorted(plugin_requires)),
-        description=description,
-        publisher=publisher,
-        publisher_key_id=key_id,
-        artifact=artifact,
-        manifest=manifest,
-    )
 
 
 def _base_url(registry: str, url: str) -> tuple[str, bool]:
@@ -411,11 +112,6 @@ def _base_url(registry: str, url: str) -> tuple[str, bool]:
     raise RegistryError(
         f"registry {registry}: {show(url)} is not an http(s) or file:// URL or a folder"
     )
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()).rstrip(".")
-    return text or type(e).__name__
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -516,71 +212,20 @@ class RegistryClient:
     @contextmanager
     def _refusing(self, doing: str) -> Iterator[None]:
         """Turn every TUF, download and cache failure into one :class:`RegistryError`."""
-        where = f"registry {self.name}: {doing}"
         try:
             yield
         except RegistryError:
             raise
-        except exceptions.ExpiredMetadataError as e:
-            raise RegistryError(self._expired(e)) from e
-        except exceptions.BadVersionNumberError as e:
+        except (exceptions.RepositoryError, exceptions.DownloadError, OSError) as e:
             raise RegistryError(
-                f"{where}: the server sent metadata older than, or not matching, what this"
-                f" client already trusts ({_one_line(e)}); refusing it as a rollback or"
-                " mix-and-match attack"
+                refusal(
+                    e,
+                    registry=self.name,
+                    where=f"registry {self.name}: {doing}",
+                    last_url=lambda: getattr(self.fetcher, "last_url", "") or self.url,
+                    updater=self._updater,
+                )
             ) from e
-        except exceptions.UnsignedMetadataError as e:
-            raise RegistryError(
-                f"{where}: metadata is not signed by enough trusted keys ({_one_line(e)});"
-                " refusing it"
-            ) from e
-        except exceptions.LengthOrHashMismatchError as e:
-            raise RegistryError(
-                f"{where}: the downloaded bytes do not match their signed length and hash"
-                f" ({_one_line(e)}); refusing them"
-            ) from e
-        except exceptions.DownloadLengthMismatchError as e:
-            url = getattr(self.fetcher, "last_url", "") or self.url
-            raise RegistryError(
-                f"{where}: the server sent more bytes than the signed metadata allows for"
-                f" {url}; refusing them"
-            ) from e
-        except exceptions.DownloadHTTPError as e:
-            url = getattr(self.fetcher, "last_url", "") or self.url
-            raise RegistryError(
-                f"{where}: the server answered HTTP {e.status_code} for {url}"
-            ) from e
-        except exceptions.SlowRetrievalError as e:
-            raise RegistryError(f"{where}: the server is too slow ({_one_line(e)})") from e
-        except exceptions.DownloadError as e:
-            url = getattr(self.fetcher, "last_url", "") or self.url
-            cause = e.__cause__ or e
-            raise RegistryError(f"{where}: cannot download {url} ({_one_line(cause)})") from e
-        except _MalformedMetadataError as e:
-            raise RegistryError(f"{where}: refused malformed metadata ({e})") from e
-        except exceptions.RepositoryError as e:
-            raise RegistryError(
-                f"{where}: the metadata is invalid ({_one_line(e)}); refusing it"
-            ) from e
-        except OSError as e:
-            raise RegistryError(
-                f"{where}: cannot use the cache or destination {e.filename or ''}"
-                f" ({e.strerror or e})"
-            ) from e
-
-    def _expired(self, e: exceptions.ExpiredMetadataError) -> str:
-        match = re.search(r"(?:New |Final )?([A-Za-z0-9._-]+?)(?:\.json)? is expired", str(e))
-        role = match.group(1) if match else "some"
-        expires: datetime | None = None
-        if self._updater is not None:
-            trusted = self._updater._trusted_set
-            if role in ("root", "timestamp", "snapshot") and role in trusted._trusted_set:
-                expires = trusted[role].expires
-        when = f" on {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
-        return (
-            f"registry {self.name}: {role} metadata expired{when}; the registry must re-sign"
-            " it (or this computer's clock is wrong)"
-        )
 
     def _ready(self) -> Updater:
         if self._updater is None:
