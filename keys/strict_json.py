@@ -162,6 +162,15 @@ def loads(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"loads() wants bytes, not {type(data).__name__}")
     data = bytes(data)
+    text = _decode(data, source, max_bytes)
+    _check_depth(text, max_depth, source)
+    value = _parse(text, source, max_number_len)
+    _walk(value, source)
+    return value
+
+
+def _decode(data: bytes, source: str, max_bytes: int) -> str:
+    """``data`` as text, refusing it if too large, not UTF-8, or with a BOM or a NUL byte."""
     if len(data) > max_bytes:
         _fail(source, f"is larger than the limit of {max_bytes} bytes")
     for bom, name in _BOMS:
@@ -180,7 +189,11 @@ def loads(
     except UnicodeDecodeError as e:
         line, col = _line_col(data, e.start)
         raise StrictJSONError(f"{source}: is not valid UTF-8 at line {line}, byte {col}") from e
-    _check_depth(text, max_depth, source)
+    return text
+
+
+def _parse(text: str, source: str, max_number_len: int) -> Any:
+    """Parse ``text`` with hooks that mark duplicate keys and refuse constants and big numbers."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -228,7 +241,6 @@ def loads(
         ) from e
     except RecursionError as e:
         raise StrictJSONError(f"{source}: nesting is too deep") from e
-    _walk(value, source)
     return value
 
 

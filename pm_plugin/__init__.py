@@ -27,7 +27,8 @@ os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_li
 
 from typing import NoReturn
 
-from pm_plugin._framework import NotConfiguredError, Plugin
+from pm_plugin._framework import NotConfiguredError
+from pm_plugin._plugin import Plugin
 from pm_plugin.hooks import HOOK_POINTS, HookError, NullPlugin
 from pm_plugin.host import Config, Notifier, PluginManager, Value
 from pm_plugin.types import (

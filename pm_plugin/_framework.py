@@ -3,7 +3,8 @@
 The Python form of the PR's `framework` package: register a decider, reporter or resolver
 (a plain function or an object), hooks on a `NullPlugin`, `on_init`/`on_shutdown`
 callbacks, and, once configured, the plugin's name, base directory, static config and the
-host services. `serve()` hands the plugin to the go-plugin server in `_server`.
+host services. `Plugin.serve()` (in `_plugin`) hands it to the go-plugin server in
+`_server`, which sees only this `PluginBase`: so nothing here imports `_server`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 
@@ -47,8 +48,11 @@ class NotConfiguredError(RuntimeError):
     """A host service or Configure value was used before the host called Configure."""
 
 
-class Plugin:
-    """One plugin: its registered types, callbacks, and what Configure told it."""
+class PluginBase:
+    """One plugin: its registered types, callbacks, and what Configure told it.
+
+    All of `Plugin` but `serve()`, so that `_server` can take one without importing it.
+    """
 
     def __init__(self) -> None:
         self.decider: DeciderFunc | None = None
@@ -173,9 +177,3 @@ class Plugin:
     def shutdown(self) -> None:
         for fn in self._on_shutdown:
             fn()
-
-    def serve(self) -> NoReturn:
-        """Serve this plugin to the host that started it; never returns."""
-        from pm_plugin._server import serve
-
-        serve(self)
