@@ -3,9 +3,15 @@
 Uses ``keys`` (ours), python-tuf, securesystemslib and cryptography only; no user-side
 code lives here.
 
-- :mod:`index.repository`: :class:`IndexRepo` (``init``/``open``, ``add_releases``,
-  ``delegate``, ``set_hash_bins``, ``rotate``, ``publish``, ``timestamp``) and its plain
-  data (:class:`ReleaseInfo`, :class:`ExpiryPolicy`, :class:`RoleKeys`, ...);
+- :mod:`index.repository`: :class:`IndexRepo` (``init``/``open``, locking, loading and
+  saving metadata), assembled from the mixins below; re-exports the plain data;
+- :mod:`index.model`: the plain data (:class:`ReleaseInfo`, :class:`ExpiryPolicy`,
+  :class:`RoleKeys`, :class:`AddedRelease`, :class:`Delegation`, :class:`PublishResult`);
+- :mod:`index.roles`: role queries, ``delegate``, ``set_hash_bins`` and ``rotate``;
+- :mod:`index.signing`: which keys sign a role, signing it, new root versions;
+- :mod:`index.releases`: target lookups, blobs and ``add_releases``;
+- :mod:`index.publishing`: ``publish``, ``timestamp`` and re-signing before expiry;
+- :mod:`index.repo_base`: the helpers and the typed outline the mixins share;
 - :mod:`index.paths`: target paths and role names shared with the client;
 - :mod:`index.keyring`: the repository's encrypted keys as TUF keys and signers;
 - :mod:`index.publish`: writing ``published/`` so readers never see half an index;
