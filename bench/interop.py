@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, at_most, loadavg, machine, write_report
-from host.host_services import HostServices
 from host.runtime import PluginHost, PluginSpec
+from host.services.backchannel import HostServices
 from pm_plugin.wire.portmaster import network_pb2
 from tests.interop import gobuild
 

@@ -53,10 +53,11 @@ from bench.common import (
     use_this_python,
     write_report,
 )
-from host.client import PluginClient, StreamAnswer, StreamedDecider
+from host.client import PluginClient
 from host.dispatch import Answer, Counters, DeciderChain, DecisionCache
-from host.host_services import HostServices
 from host.runtime import PluginHost, PluginSpec
+from host.services.backchannel import HostServices
+from host.streams import StreamAnswer, StreamedDecider
 from pm_plugin.wire.portmaster import decider_pb2, decider_pb2_grpc, network_pb2
 
 NAME = "runtime"

@@ -9,25 +9,21 @@ It is then supervised (`host.supervise.RestartPolicy`): started again with the s
 an exponential backoff, until it crashes too often within a window and is FAILED. A listener
 (`on_state`) hears every state change, so the module manager can follow plugins it did not
 start or stop itself. `PluginHost` is also the plugin-manager backend a privileged plugin reaches.
+
+The per-plugin records are in host.instance, the launch and crash-restart machinery in
+host.lifecycle (`PluginLifecycle`, a mixin of `PluginHost`); `PluginSpec`, `PluginState` and
+`PluginInstance` are re-exported here.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import enum
 import logging
-import os
-import signal
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeAlias, cast
+from typing import Any, cast
 
-from host.client import ConfigureArgs, PluginClient
 from host.dispatch import (
-    Answer,
     ChainVerdict,
     Counters,
     DeciderChain,
@@ -37,163 +33,21 @@ from host.dispatch import (
     Resolution,
     ResolverChain,
 )
-from host.errors import PluginCallError
-from host.host_services import HostServices
-from host.process import PluginProcess
-from host.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
+from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
+from host.lifecycle import PluginLifecycle, _LaunchFailed, _Superseded
+from host.services.backchannel import HostServices
+from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
 from loader.errors import LoaderError
 from loader.host_modules import HOST_VERSION
-from pm_plugin.types import TYPE_NAMES
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, plugins_pb2, resolver_pb2
+
+__all__ = ["PluginHost", "PluginInstance", "PluginSpec", "PluginState", "StateListener"]
 
 log = logging.getLogger("pm_plugins.runtime")
 
 
-@dataclass(frozen=True)
-class PluginSpec:
-    """One plugin as the host runs it: what to execute and what Configure tells it."""
-
-    name: str
-    argv: tuple[str, ...]
-    types: tuple[str, ...]
-    privileged: bool = False
-    static_config: bytes = b""  # the raw JSON of its plugins.json "config"
-    disable_autostart: bool = False
-    version: str = ""
-    pass_fds: tuple[int, ...] = ()
-
-
-class PluginState(enum.Enum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    CRASHED = "crashed"
-    FAILED = "failed"
-
-
-#: `on_state(name, state, reason)`: told about every change of a plugin's state or reason.
-StateListener: TypeAlias = Callable[[str, PluginState, str], None]
-
-
-@dataclass
-class _Supervision:
-    """One crash episode of a plugin: the thread that reaps, waits and restarts, and the event
-    that ends its wait early when stop() or a manual start() overtakes it."""
-
-    thread: threading.Thread
-    cancelled: threading.Event
-
-
-class _Superseded(Exception):
-    """A stop() or manual start() came while a start was under way; its process is gone."""
-
-
-class _LaunchFailed(LoaderError):
-    """A start failed: `error` is what to raise to a caller, `crashed` whether the process died
-    during Configure (rather than refusing the handshake or a call), `stderr` its last lines."""
-
-    def __init__(self, error: LoaderError, *, crashed: bool, stderr: list[str]) -> None:
-        super().__init__(str(error))
-        self.error, self.crashed, self.stderr = error, crashed, stderr
-
-
-@dataclass
-class PluginInstance:
-    """A configured plugin and, while it runs, its process and client."""
-
-    spec: PluginSpec
-    state: PluginState = PluginState.STOPPED
-    reason: str = ""
-    process: PluginProcess | None = None
-    client: PluginClient | None = None
-    started_at: float = 0.0
-    errors: list[tuple[float, str]] = field(default_factory=list)
-    #: How many times the host restarted it after a crash (successful restarts only).
-    restarts: int = 0
-    # supervision bookkeeping, owned by PluginHost and guarded by its lock:
-    # `_epoch` grows on every stop() and manual start(), so a restart scheduled before one of
-    # them can tell it was overtaken and must not fire.
-    _epoch: int = field(default=0, init=False, repr=False)
-    _crashes: CrashHistory | None = field(default=None, init=False, repr=False)
-    _supervisors: list[_Supervision] = field(default_factory=list, init=False, repr=False)
-    _announced: tuple[PluginState, str] = field(
-        default=(PluginState.STOPPED, ""), init=False, repr=False
-    )
-    # a process still in its handshake (not yet `process`): stop() ends it instead of waiting
-    _attempt: PluginProcess | None = field(default=None, init=False, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None and self.running else None
-
-    @property
-    def running(self) -> bool:
-        return self.state is PluginState.RUNNING
-
-    def _client(self) -> PluginClient:
-        client = self.client
-        if client is None or not self.running:
-            raise PluginCallError(f"plugin {self.name} is not running ({self.state.value})")
-        return client
-
-    # the chain members' interface (host.dispatch)
-    def decide(self, connection: network_pb2.Connection, timeout: float) -> Answer:
-        """Through the best transport the plugin offers: its decision socket, our gRPC
-        decision stream, or the PR's unary call."""
-        client = self._client()
-        fast = client.decision_socket()
-        if fast is not None:
-            answer = fast.decide(connection, timeout)
-        elif client.extensions.streamed_decider:
-            (future,) = client.streamed_decider().submit(connection)
-            try:
-                answer = future.result(timeout)
-            except TimeoutError as err:
-                future.cancel()
-                raise PluginCallError(f"plugin {self.name}: decision timed out") from err
-        else:
-            verdict, reason = client.decide(connection, timeout)
-            return Answer(verdict, reason)
-        if answer.error:
-            raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
-        return Answer(answer.verdict, answer.reason, answer.cache_ttl)
-
-    def report(self, connections: list[network_pb2.Connection], timeout: float) -> None:
-        client = self._client()
-        if client.extensions.streamed_reporter:
-            client.streamed_reporter().send(connections)
-            return
-        for connection in connections:  # the PR's unary call, one per connection
-            client.report(connection, timeout)
-
-    def resolve(
-        self,
-        question: resolver_pb2.DNSQuestion,
-        connection: network_pb2.Connection | None,
-        timeout: float,
-    ) -> resolver_pb2.DNSResponse | None:
-        return self._client().resolve(question, connection, timeout)
-
-    def implements(self, hook_point: str) -> bool:
-        client = self.client
-        return client is not None and hook_point in client.extensions.hook_points
-
-    def run_hook(
-        self,
-        hook_point: str,
-        entity: extensions_pb2.Entity,
-        data: extensions_pb2.Entity,
-        timeout: float,
-    ) -> extensions_pb2.Entity:
-        return self._client().run_hook(hook_point, entity, data, timeout)
-
-
-class PluginHost:
+class PluginHost(PluginLifecycle):
     """Every plugin of one host: lifecycle, supervision, state, and the dispatch chains."""
 
     def __init__(
@@ -335,234 +189,6 @@ class PluginHost:
         for instance in reversed(self.plugins()):
             self.stop(instance.name)
         self._reporters.close()
-
-    def _configure_args(self, spec: PluginSpec) -> ConfigureArgs:
-        return ConfigureArgs(
-            name=spec.name,
-            types=tuple(int(TYPE_NAMES[t]) for t in spec.types if t in TYPE_NAMES),
-            privileged=spec.privileged,
-            static_config=spec.static_config,
-            disable_autostart=spec.disable_autostart,
-            base_directory=self.base_directory,
-            host_version=self.host_version,
-        )
-
-    def _launch(self, instance: PluginInstance, epoch: int, *, restart: bool) -> None:
-        """Start the process, handshake, connect, Configure, describe; RUNNING on success.
-
-        The spec is used as it is on every start, a restart's too: its argv and pass_fds
-        stay valid for the host's lifetime (the boot loader keeps its sealed memfd open).
-
-        Raises:
-            _LaunchFailed: the start failed; the process is stopped, the state left to the
-                caller (a manual start reports it, a restart counts it as a crash).
-            _Superseded: stop() or another start() came meanwhile; the process is stopped.
-        """
-        spec = instance.spec
-        process = PluginProcess(
-            spec.name,
-            spec.argv,
-            handshake_timeout=self.handshake_timeout,
-            pass_fds=spec.pass_fds,
-            on_exit=lambda p, i=instance: self._on_exit(i, p),  # type: ignore[misc]
-        )
-        client: PluginClient | None = None
-        with self._lock:
-            instance._attempt = process
-        try:
-            process.start()
-            client = PluginClient(process)
-            with self._lock:
-                if instance._attempt is process:
-                    instance._attempt = None
-                if instance._epoch != epoch:
-                    raise _Superseded
-                instance.process, instance.client = process, client
-            client.connect()
-            client.configure(self._configure_args(spec), self.services.serve_backchannel)
-            client.describe()
-        except _Superseded:
-            self._discard(instance, process, client)
-            raise
-        except Exception as err:
-            with self._lock:
-                if instance._attempt is process:
-                    instance._attempt = None
-            self._discard(instance, process, client)
-            if self._overtaken(instance, epoch):
-                raise _Superseded from err
-            if not isinstance(err, LoaderError):  # a bug, not the plugin: keep the state sane
-                log.exception("plugin %s: unexpected error while starting", spec.name)
-                err = LoaderError(f"plugin {spec.name} failed to start: {err!r}")
-            raise _LaunchFailed(err, crashed=False, stderr=process.stderr_tail()[-3:]) from err
-        with self._lock:
-            overtaken, died = instance._epoch != epoch, process.exited.is_set()
-            if not overtaken and not died:
-                self._set(instance, PluginState.RUNNING, "")
-                instance.started_at = time.time()
-                if restart:
-                    instance.restarts += 1
-                self._rebuild()
-        if overtaken or died:
-            self._discard(instance, process, client)
-            if overtaken:
-                raise _Superseded
-            reason = self._exit_reason(process)  # died during Configure
-            raise _LaunchFailed(
-                LoaderError(reason), crashed=True, stderr=process.stderr_tail()[-3:]
-            )
-
-    def _discard(
-        self,
-        instance: PluginInstance,
-        process: PluginProcess | None,
-        client: PluginClient | None,
-        graceful: bool = False,
-    ) -> None:
-        if process is not None:
-            process.expect_exit()
-        if client is not None:
-            if graceful:
-                client.close()
-            else:
-                client.close(timeout=0.2)
-        if process is not None:
-            process.stop(grace=self.stop_grace)
-        with self._lock:
-            if instance.client is client:  # not the client of a start that came after
-                instance.client = None
-
-    @staticmethod
-    def _end_attempt(process: PluginProcess) -> None:
-        """End a process that may still be waiting for its handshake, so the start under way
-        fails at once instead of after `handshake_timeout`. Its own start() then reaps it and
-        removes its directory. Before it was spawned there is nothing to signal: that start
-        notices the stop when it claims the plugin, after its handshake."""
-        process.expect_exit()
-        pid = process.pid
-        if pid is not None and not process.exited.is_set():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)  # the plugin leads its own process group
-
-    def _supersede(self, instance: PluginInstance) -> int:
-        """Overtake every start and restart under way or pending; the caller holds the lock."""
-        instance._epoch += 1
-        for supervision in instance._supervisors:
-            supervision.cancelled.set()
-        return instance._epoch
-
-    def _overtaken(self, instance: PluginInstance, epoch: int) -> bool:
-        with self._lock:
-            return instance._epoch != epoch
-
-    @staticmethod
-    def _record_error(instance: PluginInstance, reason: str) -> None:
-        """Keep the reason in the plugin's error list (the PR's `PluginErrorList`)."""
-        instance.errors.append((time.time(), reason))
-        del instance.errors[:-20]
-
-    @staticmethod
-    def _exit_reason(process: PluginProcess) -> str:
-        tail = process.stderr_tail()[-3:]
-        said = f"; last stderr lines: {' | '.join(tail)}" if tail else ""
-        return f"plugin {process.name} {process.exit_description() or 'exited'}{said}"
-
-    def _on_exit(self, instance: PluginInstance, process: PluginProcess) -> None:
-        """The process exited without being asked to. Runs on its exit watcher thread, so it
-        only takes the plugin out of the chains and hands the rest to a supervision thread."""
-        crashed_at = time.monotonic()
-        with self._lock:
-            if instance.process is not process or instance.state is not PluginState.RUNNING:
-                return
-            # CRASHED at once for everyone who looks; announced once the supervisor has
-            # reaped the process (its last stderr lines are in then) and made its plan
-            instance.state, instance.reason = PluginState.CRASHED, self._exit_reason(process)
-            self._rebuild()
-            cancelled = threading.Event()
-            thread = threading.Thread(
-                target=self._supervise,
-                args=(instance, process, instance.client, instance._epoch, crashed_at, cancelled),
-                name=f"pm-plugins-supervise-{instance.name}",
-                daemon=True,
-            )
-            instance._supervisors = [s for s in instance._supervisors if s.thread.is_alive()]
-            instance._supervisors.append(_Supervision(thread, cancelled))
-            thread.start()
-
-    def _supervise(
-        self,
-        instance: PluginInstance,
-        process: PluginProcess,
-        client: PluginClient | None,
-        epoch: int,
-        crashed_at: float,
-        cancelled: threading.Event,
-    ) -> None:
-        """One crash episode: reap the process, then wait and restart until the plugin runs,
-        gives up, or a stop()/start() overtakes it (`epoch` changes, `cancelled` is set)."""
-        self._discard(instance, process, client)
-        reason, stderr = self._exit_reason(process), process.stderr_tail()[-3:]
-        while True:
-            with self._lock:
-                if instance._epoch != epoch:
-                    return
-                delay = self._after_crash(instance, reason, stderr, crashed_at)
-            if delay is None or cancelled.wait(delay):
-                return
-            with self._lock:
-                if instance._epoch != epoch:
-                    return
-                self._set(instance, PluginState.STARTING, "")
-            try:
-                self._launch(instance, epoch, restart=True)
-            except _Superseded:
-                return
-            except _LaunchFailed as failed:  # a restart that fails is one more crash
-                reason, stderr, crashed_at = str(failed), failed.stderr, time.monotonic()
-                continue
-            log.info("plugin %s restarted (pid %s)", instance.name, instance.pid)
-            return
-
-    def _after_crash(
-        self, instance: PluginInstance, reason: str, stderr: list[str], crashed_at: float
-    ) -> float | None:
-        """Count the crash and decide: seconds until the restart, or None (no restart).
-
-        The caller holds the lock. The state becomes CRASHED with the plan in its reason, or
-        FAILED when the policy gives up.
-        """
-        self._record_error(instance, reason)
-        policy = self.restart
-        if policy is None:
-            self._set(instance, PluginState.CRASHED, reason)
-            log.error("%s", reason)
-            return None
-        if instance._crashes is None or instance._crashes.policy is not policy:
-            instance._crashes = CrashHistory(policy)
-        crashes = instance._crashes.record(crashed_at)
-        delay = policy.delay_after(crashes)
-        if delay is None:
-            said = (
-                f"; last stderr lines: {' | '.join(stderr)}"
-                if stderr
-                else "; it wrote nothing on stderr"
-            )
-            self._set(
-                instance,
-                PluginState.FAILED,
-                f"plugin {instance.name} crashed {crashes} times in {policy.window:g} s; "
-                f"giving up{said}",
-            )
-            log.error("%s", instance.reason)
-            return None
-        self._set(
-            instance,
-            PluginState.CRASHED,
-            f"{reason}; restarting in {delay:g} s "
-            f"(crash {crashes} of {policy.max_crashes} in {policy.window:g} s)",
-        )
-        log.warning("%s", instance.reason)
-        return delay
 
     # -- state listener -------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from host.host_services import HostServices
 from host.runtime import PluginHost, PluginSpec
+from host.services.backchannel import HostServices
 from loader.errors import LoaderError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2

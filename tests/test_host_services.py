@@ -18,12 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from host.host_services import (
-    HOST_OWNER,
-    MAX_MESSAGE_BYTES,
+from host.services.backchannel import HostServices
+from host.services.common import HOST_OWNER, MAX_MESSAGE_BYTES
+from host.services.config import ConfigStore
+from host.services.notifications import (
     ActionChoice,
-    ConfigStore,
-    HostServices,
     NotificationCenter,
     PendingNotification,
     UnknownNotificationError,

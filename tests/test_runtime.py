@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from host.errors import HandshakeError, HookAbortedError
-from host.host_services import HostServices
 from host.process import PluginProcess
 from host.runtime import PluginHost, PluginSpec, PluginState
+from host.services.backchannel import HostServices
 from loader.errors import LoaderError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2

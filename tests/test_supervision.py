@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from host.host_services import HostServices
 from host.runtime import PluginHost, PluginInstance, PluginSpec, PluginState
+from host.services.backchannel import HostServices
 from host.supervise import DEFAULT_RESTART_POLICY, CrashHistory, RestartPolicy
 from pm_plugin.wire.portmaster import network_pb2
 from tests.conftest import FAKE_PLUGIN, wait_for

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from host.host_services import HostServices
 from host.runtime import PluginHost, PluginSpec, PluginState
+from host.services.backchannel import HostServices
 from loader.errors import LoaderError
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
 from tests.conftest import wait_for
