@@ -36,6 +36,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from host.errors import PluginCallError, PluginProcessError
+from host.plugin_text import log_lines
 from host.process import PluginProcess
 from host.streams import DecisionSocket, StreamedDecider, StreamedReporter, _call_error
 from pm_plugin.wire.goplugin import (
@@ -191,9 +192,10 @@ class PluginClient:
         plugin_log = logging.getLogger(f"pm_plugins.plugin.{self.name}")
         try:
             for chunk in stdio.StreamStdio(empty_pb2.Empty()):
-                text = chunk.data[:MAX_STDIO_CHUNK].decode("utf-8", errors="replace").rstrip()
+                text = chunk.data[:MAX_STDIO_CHUNK].decode("utf-8", errors="replace")
                 channel = "stdout" if chunk.channel == 1 else "stderr"
-                plugin_log.info("[%s] %s: %s", self.name, channel, text)
+                for line in log_lines(text):  # one record a line: no forged log lines
+                    plugin_log.info("[%s] %s: %s", self.name, channel, line)
         except grpc.RpcError:
             pass  # Unimplemented by some plugins, or the plugin ended
 

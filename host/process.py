@@ -42,6 +42,7 @@ from host.handshake import (
     Handshake,
     parse_handshake,
 )
+from host.plugin_text import loggable
 
 log = logging.getLogger("pm_plugins.plugin")
 
@@ -287,7 +288,7 @@ class PluginProcess:
             self._first_line.append(first)
             self._first_line_ready.set()
             for raw in iter(lambda: stream.readline(MAX_LOG_LINE), b""):
-                self._log.debug("[%s] stdout: %s", self.name, _text(raw))
+                self._log.debug("[%s] stdout: %s", self.name, loggable(_text(raw)))
         except (OSError, ValueError):
             pass
         finally:
@@ -300,6 +301,7 @@ class PluginProcess:
                 if not line:
                     continue
                 level, message = _parse_log_line(line)
+                message = loggable(message)
                 self._stderr_tail.append(message)
                 self._log.log(level, "[%s] %s", self.name, message)
         except (OSError, ValueError):

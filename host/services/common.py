@@ -15,6 +15,12 @@ HOST_OWNER = "host"
 #: Receive and send limit of a backchannel server (go-plugin would allow 2 GiB).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
+
+class LimitError(ValueError):
+    """A plugin asked the host to hold more than its bound (options, watches, notifications);
+    the message says which bound and how to stay inside it."""
+
+
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 #: A plugin name as used in namespaces and event ids: one segment, so no "/" and no ":".
 _PLUGIN_NAME_RE = re.compile(_SEGMENT)

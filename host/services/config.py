@@ -16,13 +16,25 @@ from dataclasses import dataclass
 
 import grpc
 
-from host.services.common import _SEGMENT, _check_plugin_name, _exception_text, _quote
+from host.services.common import (
+    _SEGMENT,
+    HOST_OWNER,
+    LimitError,
+    _check_plugin_name,
+    _exception_text,
+    _quote,
+)
 from pm_plugin.wire.portmaster import config_pb2, config_pb2_grpc
 
 __all__ = ["ConfigServicer", "ConfigStore", "Subscription"]
 
 #: Longest config key a plugin may name, so refusals and lookups stay small.
 MAX_KEY_LENGTH = 256
+#: What one plugin can make the host hold: registered options (count, and serialized bytes
+#: of their definitions) and open watches. The host's own options are not counted.
+MAX_OPTIONS_PER_PLUGIN = 256
+MAX_OPTION_BYTES_PER_PLUGIN = 1 << 20
+MAX_WATCHES_PER_PLUGIN = 8
 
 #: A plain relative key. No segment may start with ".", so "." and ".." segments cannot occur.
 _RELATIVE_KEY_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
@@ -61,8 +73,11 @@ class Subscription:
     replaced, never queued, so a slow reader holds bounded memory and still sees the last state.
     """
 
-    def __init__(self, store: ConfigStore, full_keys: tuple[str, ...]) -> None:
+    def __init__(
+        self, store: ConfigStore, full_keys: tuple[str, ...], owner: str = HOST_OWNER
+    ) -> None:
         self.keys = full_keys
+        self.owner = owner
         self._store = store
         self._cond = threading.Condition()
         self._snapshot: list[tuple[str, config_pb2.Value]] | None = None
@@ -123,7 +138,9 @@ class ConfigStore:
     def register_option(self, full_key: str, option: config_pb2.Option, owner: str) -> None:
         """Register (or, by the same owner, re-register) an option under `full_key`.
 
-        A value already set is kept. Raises ValueError if another owner holds the key.
+        A value already set is kept. Raises ValueError if another owner holds the key, and
+        LimitError (a ValueError) when a plugin would hold more options or option bytes than
+        its bound.
         """
         if not full_key:
             raise ValueError("a config option needs a non-empty key")
@@ -132,17 +149,36 @@ class ConfigStore:
         stored.key = full_key
         with self._lock:
             entry = self._entries.get(full_key)
-            if entry is None:
-                self._entries[full_key] = _Entry(stored, owner)
-                return
-            if entry.owner != owner:
+            if entry is not None and entry.owner != owner:
                 raise ValueError(
                     f"config key {_quote(full_key)} is already registered by {_quote(entry.owner)}"
                 )
+            self._check_option_bounds(owner, stored, entry)
+            if entry is None:
+                self._entries[full_key] = _Entry(stored, owner)
+                return
             before = entry.effective()
             entry.option = stored
             if entry.effective() != before:
                 self._notify_locked(full_key)
+
+    def _check_option_bounds(
+        self, owner: str, stored: config_pb2.Option, replacing: _Entry | None
+    ) -> None:
+        if owner == HOST_OWNER:
+            return
+        mine = [e for e in self._entries.values() if e.owner == owner and e is not replacing]
+        if replacing is None and len(mine) >= MAX_OPTIONS_PER_PLUGIN:
+            raise LimitError(
+                f"plugin {_quote(owner)} already registered {len(mine)} config options, the"
+                f" most one plugin may hold ({MAX_OPTIONS_PER_PLUGIN})"
+            )
+        held = sum(e.option.ByteSize() for e in mine) + stored.ByteSize()
+        if held > MAX_OPTION_BYTES_PER_PLUGIN:
+            raise LimitError(
+                f"plugin {_quote(owner)} would hold {held} bytes of config option definitions,"
+                f" more than one plugin may ({MAX_OPTION_BYTES_PER_PLUGIN})"
+            )
 
     def get(self, full_key: str) -> config_pb2.Value:
         """The value set for `full_key`, else its default (a copy). KeyError if unknown."""
@@ -161,14 +197,21 @@ class ConfigStore:
             entry.value = _copy_value(value)
             self._notify_locked(full_key)
 
-    def subscribe(self, full_keys: Iterable[str]) -> Subscription:
-        """Watch these registered keys (duplicates dropped). KeyError names an unknown one."""
+    def subscribe(self, full_keys: Iterable[str], owner: str = HOST_OWNER) -> Subscription:
+        """Watch these registered keys (duplicates dropped). KeyError names an unknown one;
+        LimitError when plugin `owner` already holds its most open watches."""
         keys = tuple(dict.fromkeys(full_keys))
         with self._lock:
             for key in keys:
                 if key not in self._entries:
                     raise KeyError(key)
-            subscription = Subscription(self, keys)
+            open_watches = sum(1 for s in self._subscriptions if s.owner == owner)
+            if owner != HOST_OWNER and open_watches >= MAX_WATCHES_PER_PLUGIN:
+                raise LimitError(
+                    f"plugin {_quote(owner)} already holds {open_watches} open config watches,"
+                    f" the most one plugin may; watch several keys in one call instead"
+                )
+            subscription = Subscription(self, keys, owner)
             self._subscriptions.add(subscription)
         return subscription
 
@@ -222,6 +265,8 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
             )
         try:
             self._store.register_option(self._prefix + key, request.option, owner=self._name)
+        except LimitError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _exception_text(exc))
         except ValueError as exc:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, _exception_text(exc))
         return config_pb2.RegisterResponse()
@@ -243,7 +288,9 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     ) -> Iterator[config_pb2.WatchChangesResponse]:
         full_keys = [self._full_key(key, "watch", context) for key in request.keys]
         try:
-            subscription = self._store.subscribe(full_keys)
+            subscription = self._store.subscribe(full_keys, owner=self._name)
+        except LimitError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _exception_text(exc))
         except KeyError as exc:
             context.abort(
                 grpc.StatusCode.NOT_FOUND,

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import grpc
 
-from host.services.common import _check_plugin_name, _exception_text, _quote
+from host.services.common import LimitError, _check_plugin_name, _exception_text, _quote
 from pm_plugin.wire.portmaster import notification_pb2, notification_pb2_grpc
 
 __all__ = [
@@ -29,6 +29,13 @@ __all__ = [
     "Prompt",
     "UnknownNotificationError",
 ]
+
+#: What one plugin can make the host hold in notifications: text sizes, actions per
+#: notification, and notifications waiting for an answer at once.
+MAX_TITLE_CHARS = 256
+MAX_MESSAGE_CHARS = 4096
+MAX_ACTIONS = 8
+MAX_PENDING_PER_PLUGIN = 8
 
 _log = logging.getLogger(__name__)
 
@@ -159,6 +166,12 @@ class NotificationCenter:
                 raise ValueError(
                     f"notification {_quote(info.event_id)} is already waiting for an answer"
                 )
+            waiting = sum(1 for p in self._prompts.values() if p.info.plugin == plugin)
+            if waiting >= MAX_PENDING_PER_PLUGIN:
+                raise LimitError(
+                    f"plugin {_quote(plugin)} already has {waiting} notifications waiting for an"
+                    " answer, the most one plugin may"
+                )
             self._prompts[info.event_id] = prompt
         self._announce(info)
         return prompt
@@ -175,6 +188,7 @@ class NotificationCenter:
         plugin: str, notification: notification_pb2.Notification, needs_answer: bool
     ) -> PendingNotification:
         _check_plugin_name(plugin)
+        _check_size(plugin, notification)
         local_id = notification.event_id or str(uuid.uuid4())
         return PendingNotification(
             plugin=plugin,
@@ -195,6 +209,27 @@ class NotificationCenter:
             self._on_new(info)
         except Exception:
             _log.exception("the on_new callback failed for notification %s", info.event_id)
+
+
+def _check_size(plugin: str, notification: notification_pb2.Notification) -> None:
+    """Refuse a notification larger than a person reads (and than the host should hold)."""
+    too_big: list[str] = []
+    if len(notification.title) > MAX_TITLE_CHARS:
+        too_big.append(
+            f"a title of {len(notification.title)} characters (at most {MAX_TITLE_CHARS})"
+        )
+    if len(notification.message) > MAX_MESSAGE_CHARS:
+        too_big.append(
+            f"a message of {len(notification.message)} characters (at most {MAX_MESSAGE_CHARS})"
+        )
+    if len(notification.actions) > MAX_ACTIONS:
+        too_big.append(f"{len(notification.actions)} actions (at most {MAX_ACTIONS})")
+    if any(len(a.id) + len(a.text) > MAX_TITLE_CHARS for a in notification.actions):
+        too_big.append(f"an action id or text over {MAX_TITLE_CHARS} characters")
+    if too_big:
+        raise LimitError(
+            f"plugin {_quote(plugin)} sent a notification with {' and '.join(too_big)}"
+        )
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
@@ -220,11 +255,13 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "CreateNotification needs a notification"
             )
         notification = request.notification
-        if not _has_custom_action(notification):
-            self._center.show(self._name, notification)
-            return
         try:
+            if not _has_custom_action(notification):
+                self._center.show(self._name, notification)
+                return
             prompt = self._center.ask(self._name, notification)
+        except LimitError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _exception_text(exc))
         except ValueError as exc:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, _exception_text(exc))
         if not context.add_callback(prompt.withdraw):

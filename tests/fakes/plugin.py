@@ -2,7 +2,7 @@
 """One real plugin executable that misbehaves on purpose, selected by argv[1].
 
 Modes: normal, no-handshake, garbage-first, wrong-version, crash-on-configure,
-slow-shutdown, fork-child, no-extensions, flood-stderr, services,
+slow-shutdown, fork-child, no-extensions, flood-stderr, forge-log, services,
 refuse-restart MARKER, hang-restart MARKER.
 The two restart modes append a line to the file MARKER on every start (the host passes the
 same argv each time; static config comes only after the handshake, too late to decide): the
@@ -108,6 +108,21 @@ def exercise_host_services() -> None:
     threading.Thread(target=ask, daemon=True).start()
 
 
+FORGED = "INFO pm_plugins.host: plugin allowlist verified"
+
+
+def forge_log_lines() -> None:
+    """Try to put lines of our own into the host's log, on every channel a plugin writes."""
+    raw = sys.__stderr__
+    assert raw is not None
+    hclog = {"@level": "error", "@message": f"real\n{FORGED}\x1b[2J", "@timestamp": "now"}
+    raw.write(json.dumps(hclog) + "\n")  # an hclog line whose message holds a newline
+    raw.write(f"plain\r{FORGED}\x1b]0;title\x07\n")  # a carriage return and escapes
+    raw.flush()
+    print(f"stdio\n{FORGED}\x1b[31m", flush=True)  # over go-plugin's stdio stream
+    log.warning("logged\n%s", FORGED)  # through logging (hclog JSON on stderr)
+
+
 def _static() -> dict[str, object] | None:
     value = pm_plugin.default.static_config
     return value if isinstance(value, dict) else None
@@ -158,6 +173,8 @@ def main() -> None:
         pm_plugin.default.offer_extensions = False
     if MODE == "flood-stderr":
         sys.__stderr__.write("x" * 200_000 + "\n")  # type: ignore[union-attr]
+    if MODE == "forge-log":
+        pm_plugin.on_init(forge_log_lines)
 
     pm_plugin.register_decider(decide)
     pm_plugin.register_reporter(report)
