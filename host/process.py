@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
+from host.confine import confinement, spawn
 from host.errors import HandshakeError, PluginProcessError
 from host.handshake import (
     APP_PROTOCOL_VERSION,
@@ -189,17 +190,23 @@ class PluginProcess:
         os.chmod(self.socket_dir, 0o700)
         env = minimal_environment(self.socket_dir, self.offered_versions) | self.extra_env
         try:
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=self.socket_dir,
-                start_new_session=True,
-                pass_fds=self.pass_fds,
-                close_fds=True,
+            argv = confinement().wrap(self.argv)
+            self._proc = spawn(
+                lambda: subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd=self.socket_dir,
+                    start_new_session=True,
+                    pass_fds=self.pass_fds,
+                    close_fds=True,
+                )
             )
+        except PluginProcessError:
+            self._cleanup_dir()
+            raise
         except OSError as err:
             self._cleanup_dir()
             raise PluginProcessError(f"plugin {self.name} could not be started: {err}") from err
