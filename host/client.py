@@ -36,7 +36,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from host.errors import PluginCallError, PluginProcessError
-from host.plugin_text import log_lines
+from host.plugin_text import log_lines, loggable
 from host.process import PluginProcess
 from host.streams import DecisionSocket, StreamedDecider, StreamedReporter, _call_error
 from pm_plugin.wire.goplugin import (
@@ -270,7 +270,7 @@ class PluginClient:
             log.warning(
                 "plugin %s announced decision socket %s outside its directory; not using it",
                 self.name,
-                path,
+                loggable(path, 256),
             )
             return ""
         return path

@@ -18,6 +18,7 @@ from typing import TypeAlias
 from host.client import PluginClient
 from host.dispatch import Answer
 from host.errors import PluginCallError
+from host.plugin_text import loggable
 from host.process import PluginProcess
 from host.supervise import CrashHistory
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
@@ -123,7 +124,9 @@ class PluginInstance:
             verdict, reason = client.decide(connection, timeout)
             return Answer(verdict, reason)
         if answer.error:
-            raise PluginCallError(f"plugin {self.name}: decider failed: {answer.error}")
+            raise PluginCallError(
+                f"plugin {self.name}: decider failed: {loggable(answer.error, 512)}"
+            )
         return Answer(answer.verdict, answer.reason, answer.cache_ttl)
 
     def report(self, connections: list[network_pb2.Connection], timeout: float) -> None:

@@ -37,11 +37,12 @@ def _escape(char: str) -> str:
 def loggable(text: str, limit: int = MAX_RECORD_CHARS) -> str:
     """`text` as one log line: control and other non-printable characters escaped
     (a backslash too, so an escape cannot be faked), at most `limit` characters of it."""
-    cut = len(text) > limit
     shown = "".join(_escape(c) for c in text[:limit])
-    return shown + f"... ({len(text) - limit} more characters cut)" if cut else shown
+    if len(shown) <= limit and len(text) <= limit:
+        return shown
+    return shown[:limit] + f"... (cut at {limit} characters of {len(text)})"
 
 
 def log_lines(text: str, limit: int = MAX_RECORD_CHARS) -> list[str]:
     """The lines of `text` (a stdio chunk), each made `loggable`; blank lines dropped."""
-    return [loggable(line, limit) for line in text.splitlines() if line.strip()]
+    return [loggable(line.rstrip("\r"), limit) for line in text.split("\n") if line.strip()]

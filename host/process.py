@@ -265,14 +265,15 @@ class PluginProcess:
     def _check_socket_owner(self, path: str) -> None:
         """The socket must be served by the plugin we started or one of its children."""
         assert self._proc is not None
+        shown = loggable(path, 256)  # the plugin's words: escaped, bounded
         try:
             peer = socket_peer_pid(path)
         except OSError as err:
-            raise self._handshake_error(f"announced socket {path}, which refuses ({err})") from err
+            raise self._handshake_error(f"announced socket {shown}, which refuses ({err})") from err
         if self.owns(peer):
             return
         raise self._handshake_error(
-            f"announced socket {path}, which is served by pid {peer}, not by the plugin "
+            f"announced socket {shown}, which is served by pid {peer}, not by the plugin "
             f"(pid {self._proc.pid}) or its children"
         )
 

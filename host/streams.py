@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from host.errors import PluginCallError
+from host.plugin_text import loggable
 from host.process import peer_pid
 from pm_plugin.framing import FrameError, read_frame, write_frame
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2, extensions_pb2_grpc
@@ -44,7 +45,7 @@ class StreamAnswer:
 def _call_error(name: str, what: str, err: grpc.RpcError) -> PluginCallError:
     call = cast(grpc.Call, err)
     code = call.code()
-    detail = call.details() or ""
+    detail = loggable(call.details() or "", 512)  # the plugin's words: escaped, bounded
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PluginCallError(f"plugin {name}: {what} timed out")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -22,16 +22,19 @@ import pytest
 from host.runtime import PluginHost, PluginSpec
 from host.services.backchannel import HostServices
 from host.services.config import (
+    MAX_KEYS_PER_WATCH,
     MAX_OPTION_BYTES_PER_PLUGIN,
     MAX_OPTIONS_PER_PLUGIN,
     MAX_WATCHES_PER_PLUGIN,
 )
 from host.services.notifications import (
     MAX_ACTIONS,
+    MAX_EVENT_ID_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_PENDING_PER_PLUGIN,
+    MAX_SHOWN_PER_PLUGIN,
 )
-from pm_plugin.wire.portmaster import config_pb2, notification_pb2
+from pm_plugin.wire.portmaster import config_pb2, network_pb2, notification_pb2
 from tests.conftest import FAKE_PLUGIN, wait_for
 from tests.test_host_services import (  # noqa: F401  (fixtures)
     DEADLINE,
@@ -132,8 +135,14 @@ def test_pending_notifications_are_bounded_per_plugin(
         notification_pb2.Notification(
             event_id="a", title="t", actions=[custom(f"a{i}") for i in range(MAX_ACTIONS + 1)]
         ),
+        notification_pb2.Notification(event_id="e" * (MAX_EVENT_ID_CHARS + 1), title="t"),
+        notification_pb2.Notification(
+            event_id="u",
+            title="t",
+            actions=[notification_pb2.NotificationAction(id="u", text="u", open_url="x" * 100_000)],
+        ),
     ],
-    ids=["long-message", "many-actions"],
+    ids=["long-message", "many-actions", "long-event-id", "huge-action-url"],
 )
 def test_oversized_notifications_are_refused(
     services: HostServices, connect: Connect, notification: notification_pb2.Notification
@@ -183,3 +192,46 @@ def test_plugin_text_cannot_forge_host_log_lines(
     assert any(
         "stdout: INFO pm_plugins.host: plugin allowlist verified\\x1b[31m" in m for m in messages
     )
+
+
+def test_a_plugin_named_like_the_host_owner_is_bounded_like_any_other(connect: Connect) -> None:
+    posing = connect("host", False)
+    for i in range(MAX_OPTIONS_PER_PLUGIN):
+        register(posing, f"k{i}")
+    assert refusal(lambda: register(posing, "more")).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_watch_naming_too_many_keys_is_refused_before_any_work(connect: Connect) -> None:
+    hostile = connect("flood", False)
+    request = config_pb2.WatchChangesRequest(keys=[f"k{i}" for i in range(MAX_KEYS_PER_WATCH + 1)])
+    error = refusal(lambda: next(hostile.config.WatchValues(request, timeout=DEADLINE)))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"more than one watch may name ({MAX_KEYS_PER_WATCH})" in error.details
+
+
+def test_a_flood_of_shown_notifications_keeps_other_plugins_shown(
+    services: HostServices, connect: Connect
+) -> None:
+    hostile, other = connect("flood", False), connect("hosts", False)
+    list(other.notify.CreateNotification(notify_request("important"), timeout=DEADLINE))
+    for i in range(200):
+        list(hostile.notify.CreateNotification(notify_request(f"n{i}"), timeout=DEADLINE))
+    shown = services.notifications.shown()
+    assert "hosts:important" in [n.event_id for n in shown]
+    assert sum(n.plugin == "flood" for n in shown) == MAX_SHOWN_PER_PLUGIN
+
+
+def test_error_details_from_a_plugin_cannot_forge_host_log_lines(
+    host: PluginHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    argv = (sys.executable, str(FAKE_PLUGIN), "normal")
+    host.add(PluginSpec(name="liar", argv=argv, types=("decider",)))
+    assert host.start_all() == {}
+    forge = network_pb2.Connection(id="f")
+    forge.entity.domain = "forge.test."
+    assert host.decide(forge).plugin is None  # an error counts as undecided
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("oops\\nINFO pm_plugins.host" in m for m in messages)
+    for message in messages:
+        assert "\n" not in message and "\x1b" not in message, message

@@ -11,7 +11,7 @@ import json
 import re
 
 #: The owner name of options the host registers itself (e.g. `core/...`).
-HOST_OWNER = "host"
+HOST_OWNER = "<host>"  # "<" is in no plugin name, so no plugin can pose as the host
 #: Receive and send limit of a backchannel server (go-plugin would allow 2 GiB).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 

@@ -35,6 +35,8 @@ MAX_KEY_LENGTH = 256
 MAX_OPTIONS_PER_PLUGIN = 256
 MAX_OPTION_BYTES_PER_PLUGIN = 1 << 20
 MAX_WATCHES_PER_PLUGIN = 8
+#: Keys one watch may name (checked before any key is built).
+MAX_KEYS_PER_WATCH = MAX_OPTIONS_PER_PLUGIN
 
 #: A plain relative key. No segment may start with ".", so "." and ".." segments cannot occur.
 _RELATIVE_KEY_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
@@ -286,6 +288,12 @@ class ConfigServicer(config_pb2_grpc.ConfigServiceServicer):
     def WatchValues(
         self, request: config_pb2.WatchChangesRequest, context: grpc.ServicerContext
     ) -> Iterator[config_pb2.WatchChangesResponse]:
+        if len(request.keys) > MAX_KEYS_PER_WATCH:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"plugin {_quote(self._name)} asked to watch {len(request.keys)} keys in one"
+                f" call, more than one watch may name ({MAX_KEYS_PER_WATCH})",
+            )
         full_keys = [self._full_key(key, "watch", context) for key in request.keys]
         try:
             subscription = self._store.subscribe(full_keys, owner=self._name)

@@ -36,6 +36,11 @@ MAX_TITLE_CHARS = 256
 MAX_MESSAGE_CHARS = 4096
 MAX_ACTIONS = 8
 MAX_PENDING_PER_PLUGIN = 8
+MAX_EVENT_ID_CHARS = 256
+MAX_NOTIFICATION_BYTES = 16 * 1024
+#: Shown notifications (those needing no answer) the host keeps of one plugin, so that a
+#: flooding plugin cannot push every other plugin's out of the list.
+MAX_SHOWN_PER_PLUGIN = 16
 
 _log = logging.getLogger(__name__)
 
@@ -150,6 +155,9 @@ class NotificationCenter:
         """Record a notification that needs no answer (no custom action)."""
         info = self._describe(plugin, notification, needs_answer=False)
         with self._lock:
+            mine = [shown for shown in self._shown if shown.plugin == plugin]
+            if len(mine) >= MAX_SHOWN_PER_PLUGIN:
+                self._shown.remove(mine[0])
             self._shown.append(info)
         self._announce(info)
         return info
@@ -214,6 +222,10 @@ class NotificationCenter:
 def _check_size(plugin: str, notification: notification_pb2.Notification) -> None:
     """Refuse a notification larger than a person reads (and than the host should hold)."""
     too_big: list[str] = []
+    if len(notification.event_id) > MAX_EVENT_ID_CHARS:
+        too_big.append(f"an event id of {len(notification.event_id)} characters")
+    if notification.ByteSize() > MAX_NOTIFICATION_BYTES:
+        too_big.append(f"{notification.ByteSize()} bytes (at most {MAX_NOTIFICATION_BYTES})")
     if len(notification.title) > MAX_TITLE_CHARS:
         too_big.append(
             f"a title of {len(notification.title)} characters (at most {MAX_TITLE_CHARS})"

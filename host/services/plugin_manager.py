@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 import grpc
 
+from host.plugin_text import loggable
 from host.services.common import _check_plugin_name, _exception_text, _quote
 from pm_plugin.wire.portmaster import plugins_pb2, plugins_pb2_grpc
 
@@ -80,7 +81,7 @@ class PluginManagerServicer(plugins_pb2_grpc.PluginManagerServiceServicer):
         self, request: plugins_pb2.StartPluginRequest, context: grpc.ServicerContext
     ) -> plugins_pb2.StartPluginResponse:
         name = self._target(request.name, "StartPlugin", context)
-        _log.info("plugin %s starts plugin %s", self._name, name)
+        _log.info("plugin %s starts plugin %s", self._name, loggable(name, 256))
         self._call(context, lambda: self._backend.start_plugin(name))
         return plugins_pb2.StartPluginResponse()
 
@@ -88,7 +89,7 @@ class PluginManagerServicer(plugins_pb2_grpc.PluginManagerServiceServicer):
         self, request: plugins_pb2.StopPluginRequest, context: grpc.ServicerContext
     ) -> plugins_pb2.StopPluginResponse:
         name = self._target(request.name, "StopPlugin", context)
-        _log.info("plugin %s stops plugin %s", self._name, name)
+        _log.info("plugin %s stops plugin %s", self._name, loggable(name, 256))
         self._call(context, lambda: self._backend.stop_plugin(name))
         return plugins_pb2.StopPluginResponse()
 

@@ -45,6 +45,8 @@ def decide(conn: pm_plugin.Connection) -> object:
         os._exit(3)
     if domain == "error.test.":
         raise RuntimeError("fake decider failure")
+    if domain == "forge.test.":  # an error whose details try to forge a host log line
+        raise RuntimeError(f"oops\n{FORGED}\x1b[2J")
     if domain == "big.test.":
         return Verdict.ACCEPT, "x" * (5 * 1024 * 1024)
     log.info("undecided for %s", domain)
