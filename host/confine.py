@@ -21,6 +21,7 @@ itself ends.
 
 from __future__ import annotations
 
+import functools
 import queue
 import shutil
 import subprocess
@@ -40,17 +41,18 @@ MAX_OPEN_FILES = 1024
 
 @dataclass(frozen=True)
 class Confinement:
-    """The process limits a plugin starts under, and the argv prefix that sets them."""
+    """The process limits a plugin starts under: the argv prefix that sets them."""
 
     prefix: tuple[str, ...]
-    enforced: tuple[str, ...]
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
         return [*self.prefix, *argv]
 
 
+@functools.cache
 def confinement() -> Confinement:
-    """The wrappers of this machine; refuses (one sentence) when util-linux's are missing."""
+    """The wrappers of this machine, looked up once; refuses (one sentence, and again on the
+    next start) when util-linux's are missing."""
     prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
     if prlimit is None or setpriv is None:
         missing = " and ".join(n for n, p in (("prlimit", prlimit), ("setpriv", setpriv)) if not p)
@@ -68,13 +70,7 @@ def confinement() -> Confinement:
         "KILL",
         "--",
     )
-    enforced = (
-        "ends when the host ends (parent-death signal)",
-        "no new privileges",
-        "no core dumps",
-        f"at most {MAX_OPEN_FILES} open files",
-    )
-    return Confinement(prefix, enforced)
+    return Confinement(prefix)
 
 
 class _Spawner:

@@ -224,8 +224,9 @@ def _check_size(plugin: str, notification: notification_pb2.Notification) -> Non
     too_big: list[str] = []
     if len(notification.event_id) > MAX_EVENT_ID_CHARS:
         too_big.append(f"an event id of {len(notification.event_id)} characters")
-    if notification.ByteSize() > MAX_NOTIFICATION_BYTES:
-        too_big.append(f"{notification.ByteSize()} bytes (at most {MAX_NOTIFICATION_BYTES})")
+    size = notification.ByteSize()
+    if size > MAX_NOTIFICATION_BYTES:
+        too_big.append(f"{size} bytes (at most {MAX_NOTIFICATION_BYTES})")
     if len(notification.title) > MAX_TITLE_CHARS:
         too_big.append(
             f"a title of {len(notification.title)} characters (at most {MAX_TITLE_CHARS})"
