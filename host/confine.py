@@ -1,19 +1,10 @@
-"""How a plugin process is started so that it cannot outlive the host, gain privileges or
-dump core: the process part of the confinement, through util-linux's own tools.
+"""Where every plugin process is forked: one long-lived thread, so the parent-death signal
+means what it says.
 
-Why this exists: a plugin is a separate process, and a hostile one may try to stay behind
-when the host is killed (`kill -9` leaves no time to stop anything), to gain privileges
-through a set-user-ID program, or to leave its memory in a core file. The kernel has a
-mechanism for each, set between fork and exec of the plugin:
-
-- `prlimit` (util-linux) sets the rlimits: no core dumps, a bounded number of open files;
-- `setpriv --no-new-privs` sets the no-new-privileges bit (execve can no longer raise
-  privileges, and seccomp/Landlock become available to an unprivileged process), and
-  `--pdeathsig KILL` makes the kernel kill the plugin when its parent dies.
-
-Python's `subprocess` cannot run code between fork and exec safely in a threaded host
-(`preexec_fn` may deadlock), so the plugin is started through these two small programs,
-which exec it in place (same pid). The parent-death signal belongs to the *thread* that
+Why this exists: the sandbox (host.sandbox) starts a plugin through small programs that set
+its limits and namespaces and exec it in place (Python's `preexec_fn` may deadlock in a
+threaded host), among them `setpriv --pdeathsig KILL`, which makes the kernel kill the plugin
+when its parent dies. The parent-death signal belongs to the *thread* that
 forked, not the process: plugins are started by short-lived module-manager threads, so every
 start goes through one long-lived `Spawner` thread, and the signal fires only when the host
 itself ends.
@@ -21,56 +12,14 @@ itself ends.
 
 from __future__ import annotations
 
-import functools
 import queue
-import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
-from host.errors import PluginProcessError
-
-__all__ = ["MAX_OPEN_FILES", "Confinement", "confinement", "spawn"]
-
-#: Open files a plugin may hold (its gRPC server, sockets, its own files).
-MAX_OPEN_FILES = 1024
-
-
-@dataclass(frozen=True)
-class Confinement:
-    """The process limits a plugin starts under: the argv prefix that sets them."""
-
-    prefix: tuple[str, ...]
-
-    def wrap(self, argv: Sequence[str]) -> list[str]:
-        return [*self.prefix, *argv]
-
-
-@functools.cache
-def confinement() -> Confinement:
-    """The wrappers of this machine, looked up once; refuses (one sentence, and again on the
-    next start) when util-linux's are missing."""
-    prlimit, setpriv = shutil.which("prlimit"), shutil.which("setpriv")
-    if prlimit is None or setpriv is None:
-        missing = " and ".join(n for n, p in (("prlimit", prlimit), ("setpriv", setpriv)) if not p)
-        raise PluginProcessError(
-            f"plugins cannot be started confined: {missing} (util-linux) is not on PATH"
-        )
-    prefix = (
-        prlimit,
-        "--core=0:0",
-        f"--nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}",
-        "--",
-        setpriv,
-        "--no-new-privs",
-        "--pdeathsig",
-        "KILL",
-        "--",
-    )
-    return Confinement(prefix)
+__all__ = ["spawn"]
 
 
 class _Spawner:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host.process import peer_credentials
+from host.peers import peer_credentials
 from loader.errors import LoaderError
 
 MAX_REQUEST = 64 * 1024

@@ -21,6 +21,7 @@ from host.errors import PluginCallError
 from host.plugin_text import loggable
 from host.process import PluginProcess
 from host.supervise import CrashHistory
+from loader.capabilities import Capabilities
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
 
@@ -39,6 +40,7 @@ class PluginSpec:
     disable_autostart: bool = False
     version: str = ""
     pass_fds: tuple[int, ...] = ()
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 class PluginState(enum.Enum):

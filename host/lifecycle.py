@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from host.client import ConfigureArgs, PluginClient
 from host.instance import PluginInstance, PluginSpec, PluginState, _Supervision
 from host.process import PluginProcess
+from host.sandbox import SandboxSettings
 from host.services.backchannel import HostServices
 from host.supervise import CrashHistory, RestartPolicy
 from loader.errors import LoaderError
@@ -49,6 +50,7 @@ class PluginLifecycle:
     # what the mixin uses of PluginHost, which sets these in its __init__
     services: HostServices
     base_directory: str
+    sandbox: SandboxSettings
     host_version: str
     handshake_timeout: float
     stop_grace: float
@@ -61,14 +63,18 @@ class PluginLifecycle:
 
         def _rebuild(self) -> None: ...
 
-    def _configure_args(self, spec: PluginSpec) -> ConfigureArgs:
+    def data_dir_of(self, name: str) -> str:
+        """A plugin's own data folder, its `base_directory` (never the state root)."""
+        return os.path.join(self.base_directory, name)
+
+    def _configure_args(self, spec: PluginSpec, data_dir: str) -> ConfigureArgs:
         return ConfigureArgs(
             name=spec.name,
             types=tuple(int(TYPE_NAMES[t]) for t in spec.types if t in TYPE_NAMES),
             privileged=spec.privileged,
             static_config=spec.static_config,
             disable_autostart=spec.disable_autostart,
-            base_directory=self.base_directory,
+            base_directory=data_dir,
             host_version=self.host_version,
         )
 
@@ -96,6 +102,9 @@ class PluginLifecycle:
             handshake_timeout=self.handshake_timeout,
             pass_fds=spec.pass_fds,
             on_exit=lambda p, i=instance: self._on_exit(i, p),  # type: ignore[misc]
+            capabilities=spec.capabilities,
+            data_dir=self.data_dir_of(spec.name),
+            sandbox=self.sandbox,
         )
 
     def _bring_up(
@@ -119,7 +128,9 @@ class PluginLifecycle:
                     raise _Superseded
                 instance.process, instance.client = process, client
             client.connect()
-            client.configure(self._configure_args(spec), self.services.serve_backchannel)
+            assert process.data_dir
+            args = self._configure_args(spec, process.data_dir)
+            client.configure(args, self.services.serve_backchannel)
             client.describe()
         except _Superseded:
             self._discard(instance, process, client)

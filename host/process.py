@@ -24,8 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -33,7 +31,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
-from host.confine import confinement, spawn
+from host.confine import spawn
 from host.errors import HandshakeError, PluginProcessError
 from host.handshake import (
     APP_PROTOCOL_VERSION,
@@ -43,10 +41,14 @@ from host.handshake import (
     Handshake,
     parse_handshake,
 )
+from host.peers import descends_from, socket_peer_pid
 from host.plugin_text import loggable
+from host.sandbox import Enforced, SandboxSettings, sandbox_command
+from loader.capabilities import Capabilities
 
 log = logging.getLogger("pm_plugins.plugin")
 
+_MINIMUM, _REQUIRED = Capabilities(), SandboxSettings()
 #: Lines of stderr kept for error messages and status.
 STDERR_TAIL = 50
 #: Longest stderr/stdout line kept after the handshake (longer lines are cut).
@@ -82,12 +84,12 @@ def plugin_path() -> str:
     return os.pathsep.join([*first, *(p for p in rest if p and p != own)])
 
 
-def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, str]:
+def minimal_environment(socket_dir: str, offered: Sequence[int], home: str = "") -> dict[str, str]:
     """The environment a plugin starts with: nothing of the host's beyond PATH and locale."""
     return {
         "PATH": plugin_path(),
         "LANG": "C.UTF-8",
-        "HOME": socket_dir,
+        "HOME": home or socket_dir,
         "TMPDIR": socket_dir,
         COOKIE_KEY: COOKIE_VALUE,
         "PLUGIN_PROTOCOL_VERSIONS": ",".join(str(v) for v in offered),
@@ -98,27 +100,6 @@ def minimal_environment(socket_dir: str, offered: Sequence[int]) -> dict[str, st
         # a Python plugin run from a sealed copy has "/" as its script dir: never import from it
         "PYTHONSAFEPATH": "1",
     }
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a connected unix socket
-    (SO_PEERCRED: the kernel's word, not the peer's)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", creds)
-    return int(pid), int(uid), int(gid)
-
-
-def peer_pid(sock: socket.socket) -> int:
-    """The pid of the process at the other end of a connected unix socket."""
-    return peer_credentials(sock)[0]
-
-
-def socket_peer_pid(path: str) -> int:
-    """The pid of the process serving the unix socket at `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2.0)
-        sock.connect(path)
-        return peer_pid(sock)
 
 
 class PluginProcess:
@@ -134,8 +115,17 @@ class PluginProcess:
         handshake_timeout: float = 10.0,
         pass_fds: Sequence[int] = (),
         on_exit: Callable[[PluginProcess], None] | None = None,
+        capabilities: Capabilities = _MINIMUM,
+        data_dir: str = "",
+        sandbox: SandboxSettings = _REQUIRED,
     ) -> None:
+        """`data_dir` is the plugin's own read-write folder ("": a fresh temporary one)."""
         self.name = name
+        self.capabilities = capabilities
+        self.data_dir = data_dir
+        self.sandbox = sandbox
+        self.enforced: Enforced | None = None
+        self.uid: int | None = None  # the plugin's own uid, when the host is root
         self.argv = list(argv)
         self.extra_env = dict(extra_env or {})
         self.offered_versions = tuple(offered_versions)
@@ -186,11 +176,8 @@ class PluginProcess:
         """
         if self._proc is not None:
             raise RuntimeError(f"plugin {self.name} was already started")
-        self.socket_dir = tempfile.mkdtemp(prefix=f"pm-plugins-{self.name[:20]}-")
-        os.chmod(self.socket_dir, 0o700)
-        env = minimal_environment(self.socket_dir, self.offered_versions) | self.extra_env
         try:
-            argv = confinement().wrap(self.argv)
+            argv, env = self._prepare()
             self._proc = spawn(
                 lambda: subprocess.Popen(
                     argv,
@@ -198,7 +185,7 @@ class PluginProcess:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     env=env,
-                    cwd=self.socket_dir,
+                    cwd=self.data_dir,
                     start_new_session=True,
                     pass_fds=self.pass_fds,
                     close_fds=True,
@@ -221,6 +208,28 @@ class PluginProcess:
             self.stop(grace=0.5)
             raise
         return self.handshake
+
+    def _prepare(self) -> tuple[list[str], dict[str, str]]:
+        """Make the socket and data folders (the plugin's own when it has a uid of its own)
+        and the sandboxed command line."""
+        self.socket_dir = tempfile.mkdtemp(prefix=f"pm-plugins-{self.name[:20]}-")
+        if not self.data_dir:
+            self.data_dir = tempfile.mkdtemp(prefix=f"pm-plugins-data-{self.name[:20]}-")
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        sandboxed = sandbox_command(
+            self.name,
+            self.argv,
+            self.capabilities,
+            socket_dir=self.socket_dir,
+            data_dir=self.data_dir,
+            settings=self.sandbox,
+        )
+        self.enforced, self.uid = sandboxed.enforced, sandboxed.uid
+        if self.uid is not None:
+            os.chown(self.socket_dir, self.uid, self.uid)
+            _own_tree(self.data_dir, self.uid)
+        env = minimal_environment(self.socket_dir, self.offered_versions, self.data_dir)
+        return sandboxed.argv, env | self.extra_env
 
     def _spawn(self, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(
@@ -278,15 +287,10 @@ class PluginProcess:
         )
 
     def owns(self, pid: int) -> bool:
-        """Whether `pid` is this plugin or one of its children (they share its group)."""
-        if self._proc is None:
+        """Whether `pid` is this plugin or one of its descendants (see host.peers)."""
+        if self._proc is None or self.returncode is not None:
             return False
-        if pid == self._proc.pid:
-            return True
-        try:
-            return os.getpgid(pid) == self._proc.pid  # the plugin leads its own group
-        except ProcessLookupError:
-            return False
+        return descends_from(pid, {self._proc.pid})
 
     # -- readers and watcher ----------------------------------------------------------------
 
@@ -354,6 +358,16 @@ class PluginProcess:
     def _cleanup_dir(self) -> None:
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _own_tree(folder: str, uid: int) -> None:
+    """Give `folder` and what is in it to `uid` (a plugin's data folder; no symlinks followed)."""
+    if os.lstat(folder).st_uid == uid:
+        return
+    os.chown(folder, uid, uid, follow_symlinks=False)
+    for top, dirs, files in os.walk(folder):
+        for entry in (*dirs, *files):
+            os.chown(os.path.join(top, entry), uid, uid, follow_symlinks=False)
 
 
 def _text(raw: bytes) -> str:

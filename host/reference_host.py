@@ -17,19 +17,20 @@ disable and enable modules at run time (dependents stop first and come back).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
-import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from host.dns_answers import record_json, system_resolve
 from host.errors import HookAbortedError
-from host.runtime import PluginHost, PluginSpec, PluginState
+from host.runtime import PluginHost, PluginInstance, PluginSpec, PluginState
+from host.sandbox import SandboxSettings
 from keys.store import TrustStore
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus
+from loader.capabilities import Capabilities
 from loader.errors import LoaderError
-from loader.home import Home, read_host_settings
+from loader.home import Home, HostSettings, read_host_settings
 from loader.host_modules import (
     CORE_MODULES,
     HOST_VERSION,
@@ -89,8 +90,12 @@ class ReferenceHost:
         self.dev_mode = dev_mode
         self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
         self.disabled = disabled
-        self.threshold = threshold if threshold is not None else _threshold_of(home)
-        self.plugins = plugin_host or PluginHost(base_directory=str(home.root))
+        settings = _settings_of(home)
+        self.threshold = threshold if threshold is not None else settings.signature_threshold
+        self.plugins = plugin_host or PluginHost(
+            base_directory=str(home.data_dir),
+            sandbox=SandboxSettings(mode=settings.sandbox, protected=(str(home.root),)),
+        )
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
         self.modules = ModuleManager()
@@ -156,6 +161,7 @@ class ReferenceHost:
                 disable_autostart=entry.disable_autostart,
                 version=row.version or "",
                 pass_fds=sealed.pass_fds,
+                capabilities=row.manifest.capabilities if row.manifest else Capabilities(),
             )
         )
         name = row.name
@@ -260,6 +266,8 @@ class ReferenceHost:
             "verification": planned.status.value,
             "pid": instance.pid,
             "restarts": getattr(instance, "restarts", 0),
+            "capabilities": instance.spec.capabilities.describe(),
+            "sandbox": _enforced(instance),
         }
         if state is ModuleState.RUNNING and instance.state is not PluginState.RUNNING:
             out["state"] = instance.state.value  # crashed, restarting or failed since
@@ -282,9 +290,9 @@ class ReferenceHost:
                 "type": qtype.upper(),
                 "answered_by": resolution.plugin,
                 "rcode": resolution.response.rcode,
-                "records": [_record(rr) for rr in resolution.response.rrs],
+                "records": [record_json(rr) for rr in resolution.response.rrs],
             }
-        return _system_resolve(fqdn, qtype.upper())
+        return system_resolve(fqdn, qtype.upper())
 
     def run_hook(
         self, hook_point: str, entity_id: str, untyped_meta: tuple[str, ...] = ()
@@ -341,13 +349,22 @@ class ReferenceHost:
         return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
 
 
-def _threshold_of(home: Home) -> int:
-    """host.json's signatureThreshold (a broken host.json counts as 1, and says so)."""
+def _enforced(instance: PluginInstance) -> dict[str, Any] | None:
+    """What the plugin's sandbox enforces, while it has a process."""
+    process = instance.process
+    if process is None or process.enforced is None:
+        return None
+    return process.enforced.to_json()
+
+
+def _settings_of(home: Home) -> HostSettings:
+    """host.json; a broken one means the defaults (one signature, sandbox required), and
+    says so."""
     try:
-        return read_host_settings(home.host_settings).signature_threshold
+        return read_host_settings(home.host_settings)
     except LoaderError as err:
-        log.error("%s; requiring one signature", err)
-        return 1
+        log.error("%s; using the defaults (one signature, sandbox required)", err)
+        return HostSettings()
 
 
 def _lock_or_empty(home: Home) -> dict[str, Locked]:
@@ -365,30 +382,3 @@ def _signer(row: PlannedPlugin) -> str:
         keys = ", ".join(k[:12] for k in row.key_ids or (row.key_id,))
         return f"{keys} ({row.trust_level or 'untrusted'})"
     return "-"
-
-
-def _record(rr: resolver_pb2.DNSRR) -> dict[str, Any]:
-    data: str
-    if rr.type == 1 and len(rr.data) == 4:
-        data = str(ipaddress.IPv4Address(rr.data))
-    elif rr.type == 28 and len(rr.data) == 16:
-        data = str(ipaddress.IPv6Address(rr.data))
-    else:
-        data = rr.data.decode("utf-8", "replace")
-    return {"name": rr.name, "type": rr.type, "ttl": rr.ttl, "data": data}
-
-
-def _system_resolve(fqdn: str, qtype: str) -> dict[str, Any]:
-    family = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}.get(qtype)
-    base = {"name": fqdn, "type": qtype, "answered_by": "system"}
-    if family is None:
-        return base | {"rcode": 4, "records": []}  # NOTIMP: the system resolver does A/AAAA
-    try:
-        infos = socket.getaddrinfo(fqdn.rstrip("."), None, family, socket.SOCK_STREAM)
-    except socket.gaierror:
-        return base | {"rcode": 3, "records": []}
-    addresses = sorted({str(info[4][0]) for info in infos})
-    return base | {
-        "rcode": 0,
-        "records": [{"name": fqdn, "type": qtype, "ttl": 0, "data": a} for a in addresses],
-    }

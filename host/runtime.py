@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import tempfile
 import threading
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ from host.dispatch import (
 )
 from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
 from host.lifecycle import PluginLifecycle, _LaunchFailed, _Superseded
+from host.sandbox import SandboxSettings
 from host.services.backchannel import HostServices
 from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
 from loader.errors import LoaderError
@@ -55,6 +57,7 @@ class PluginHost(PluginLifecycle):
         services: HostServices | None = None,
         *,
         base_directory: str = "",
+        sandbox: SandboxSettings | None = None,
         host_version: str = HOST_VERSION,
         handshake_timeout: float = 10.0,
         stop_grace: float = 2.0,
@@ -70,7 +73,9 @@ class PluginHost(PluginLifecycle):
         self.services = services if services is not None else HostServices()
         if self.services.plugin_manager is None:
             self.services.plugin_manager = self
-        self.base_directory = base_directory
+        #: Each plugin's data folder is `<base_directory>/<name>` (a temporary root if "").
+        self.base_directory = base_directory or tempfile.mkdtemp(prefix="pm-plugins-data-")
+        self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.host_version = host_version
         self.handshake_timeout = handshake_timeout
         self.stop_grace = stop_grace
@@ -266,7 +271,7 @@ class PluginHost(PluginLifecycle):
     def list_plugins(self) -> list[plugins_pb2.Plugin]:
         listed = []
         for instance in self.plugins():
-            args = self._configure_args(instance.spec)
+            args = self._configure_args(instance.spec, self.data_dir_of(instance.spec.name))
             errors = plugins_pb2.PluginErrorList(
                 base_errors=[
                     plugins_pb2.PluginError(time=int(t * 1e9), error=e) for t, e in instance.errors

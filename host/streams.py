@@ -23,8 +23,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from host.errors import PluginCallError
+from host.peers import peer_pid
 from host.plugin_text import loggable
-from host.process import peer_pid
 from pm_plugin.framing import FrameError, read_frame, write_frame
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2, extensions_pb2_grpc
 from pm_plugin.wire.portmaster import network_pb2

@@ -8,6 +8,7 @@ platform's user data directory (platformdirs).
     plugins.json                 what runs (the PR's format)
     plugins.lock                 name -> version, sha256, signer key id
     plugins/<name>/<version>/    an installed release: artifact + manifest.dsse.json
+    data/<name>/                 a plugin's own data folder, its base_directory
     trust.json                   trusted publisher keys and revoked key ids
     host.json                    the host's own settings (dev mode, disabled modules)
     run/host.sock                the booted host's control socket (owner only)
@@ -28,6 +29,7 @@ from loader.errors import LoaderError
 
 HOME_ENV = "PM_PLUGINS_HOME"
 DEV_MODE_ENV = "PM_PLUGINS_DEV_MODE"
+SANDBOX_MODES = ("required", "best-effort")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class Home:
 
     def release_dir(self, name: str, version: str) -> Path:
         return self.plugins_dir / name / version
+
+    @property
+    def data_dir(self) -> Path:
+        """Plugins' own data folders, `data/<name>/` (each plugin sees only its own)."""
+        return self.root / "data"
 
     @property
     def trust_store(self) -> Path:
@@ -98,18 +105,20 @@ class HostSettings:
     dev_mode: bool = False
     disabled_modules: tuple[str, ...] = ()
     signature_threshold: int = 1  # distinct trusted keys a plugin manifest needs
+    sandbox: str = "required"  # or "best-effort": start a plugin unconfined when it must
 
 
 def read_host_settings(path: Path) -> HostSettings:
-    """`host.json`: `{"devMode": bool, "disabledModules": [names], "signatureThreshold": n}`;
-    a missing file means the defaults."""
+    """`host.json`: `{"devMode": bool, "disabledModules": [names], "signatureThreshold": n,
+    "sandbox": "required" | "best-effort"}`; a missing file means the defaults."""
     if not path.exists():
         return HostSettings()
     source = str(path)
     try:
         doc = strict_json.load(path, source=source)
         strict_json.expect(doc, dict, where=source, what="the document")
-        unknown = sorted(set(doc) - {"devMode", "disabledModules", "signatureThreshold"})
+        known = {"devMode", "disabledModules", "signatureThreshold", "sandbox"}
+        unknown = sorted(set(doc) - known)
         if unknown:
             raise StrictJSONError(f'{source}: unknown field "{unknown[0]}"')
         dev = strict_json.optional(doc, "devMode", bool, False, where=source)
@@ -119,10 +128,16 @@ def read_host_settings(path: Path) -> HostSettings:
         threshold = strict_json.optional(doc, "signatureThreshold", int, 1, where=source)
         if not 1 <= threshold <= 16:
             raise StrictJSONError(f'{source}: field "signatureThreshold" must be from 1 to 16')
+        sandbox = strict_json.optional(doc, "sandbox", str, "required", where=source)
+        if sandbox not in SANDBOX_MODES:
+            raise StrictJSONError(f'{source}: field "sandbox" must be "required" or "best-effort"')
     except StrictJSONError as err:
         raise LoaderError(str(err)) from err
     return HostSettings(
-        dev_mode=bool(dev), disabled_modules=tuple(disabled), signature_threshold=threshold
+        dev_mode=bool(dev),
+        disabled_modules=tuple(disabled),
+        signature_threshold=threshold,
+        sandbox=str(sandbox),
     )
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from host.confine import MAX_OPEN_FILES
 from host.runtime import PluginHost, PluginSpec
+from host.sandbox import MAX_OPEN_FILES
 from host.services.backchannel import HostServices
 from pm_plugin.wire.portmaster import network_pb2
 from tests.conftest import FAKE_PLUGIN, ROOT, wait_for

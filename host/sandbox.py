@@ -1,0 +1,311 @@
+"""The sandbox a plugin starts in: the command line that confines it, and what it enforces.
+
+Why this exists: a signature says who made a plugin, not what it does once started. Every
+plugin, Python or Go, is started inside a sandbox built from its signed capabilities
+(loader.capabilities) before its first instruction, with the kernel's own mechanisms through
+maintained tools:
+
+- **bubblewrap** (`bwrap`, Debian's package, what Flatpak uses): a mount namespace that shows
+  the plugin only the runtime (read-only), its own executable, its socket folder, its data
+  folder (read-write) and what it declared, with the state root hidden even when it lies under
+  a runtime folder; its own PID namespace (every process it starts ends with it, and it sees
+  no other process); a network namespace with no interfaces unless it declared network; IPC
+  and UTS namespaces; `--die-with-parent`.
+- **setpriv** (util-linux): no new privileges, parent-death signal; when the host runs as
+  root, the plugin runs under an unprivileged uid of its own with no groups and no
+  capabilities (bubblewrap runs privileged, then drops to that uid inside).
+- **prlimit** (util-linux): no core dumps, bounded open files, bounded data memory, and,
+  under a uid of its own, a bounded number of processes.
+
+`host.json`'s `sandbox` decides what happens when bubblewrap cannot be used: `required` (the
+default) refuses to start the plugin with one sentence why; `best-effort` starts it with the
+process limits only and every status says "unconfined" and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pm_plugin
+from host.errors import PluginProcessError
+from loader.capabilities import Capabilities
+
+__all__ = ["Enforced", "SandboxSettings", "Sandboxed", "sandbox_command", "uid_for"]
+
+MAX_OPEN_FILES = 1024
+#: Data memory (heap and private writable mappings) a plugin may hold.
+MAX_DATA_BYTES = 1 << 30
+#: Processes and threads a plugin under a uid of its own may have.
+MAX_PROCESSES = 512
+#: Unprivileged uids given to plugins when the host runs as root: FIRST_UID + crc32 % RANGE.
+FIRST_UID, UID_RANGE = 2_000_000, 1_000_000
+REQUIRED, BEST_EFFORT = "required", "best-effort"
+_SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_BASE = ("/etc/ld.so.cache", "/etc/localtime")
+_ETC_NETWORK = (
+    "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/services",
+    "/etc/protocols", "/etc/ssl", "/etc/ca-certificates",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """The host's sandbox policy: `required` or `best-effort`, and the paths no plugin may
+    see (the state root: trust store, host.json, plugins.json, keys, other plugins)."""
+
+    mode: str = REQUIRED
+    protected: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Enforced:
+    """What one plugin start enforces, in words, for `status`."""
+
+    confined: bool
+    filesystem: str
+    network: str
+    processes: str
+    uid: str
+    limits: str
+    reason: str = ""  # why it is unconfined
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "confined": self.confined,
+            "filesystem": self.filesystem,
+            "network": self.network,
+            "processes": self.processes,
+            "uid": self.uid,
+            "limits": self.limits,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Sandboxed:
+    """The command line a plugin starts with, the uid it runs under (None: the host's), and
+    what it enforces."""
+
+    argv: list[str]
+    uid: int | None
+    enforced: Enforced
+    binds: tuple[str, ...] = field(default=(), repr=False)
+
+
+def uid_for(name: str) -> int:
+    """The unprivileged uid a plugin runs under when the host is root (stable per name)."""
+    return FIRST_UID + zlib.crc32(name.encode()) % UID_RANGE
+
+
+@functools.cache
+def _tools() -> tuple[dict[str, str], str]:
+    """The tools found, and why bubblewrap cannot be used ("" when it can)."""
+    found = {n: p for n in ("prlimit", "setpriv", "bwrap") if (p := shutil.which(n))}
+    missing = [n for n in ("prlimit", "setpriv") if n not in found]
+    if missing:
+        raise PluginProcessError(
+            f"plugins cannot be started confined: {' and '.join(missing)} (util-linux) is "
+            "not on PATH"
+        )
+    if "bwrap" not in found:
+        return found, "bubblewrap (bwrap) is not installed"
+    probe = [found["bwrap"], *_namespaces(network=False), "--ro-bind", "/", "/", "--", "true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return found, f"bubblewrap cannot run here ({err})"
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no reason"]
+        return found, f"bubblewrap cannot create namespaces here ({said[0]})"
+    return found, ""
+
+
+def _namespaces(*, network: bool) -> list[str]:
+    flags = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    flags.append("--unshare-cgroup-try")
+    if os.geteuid() != 0:
+        flags.append("--unshare-user")
+    if not network:
+        flags.append("--unshare-net")
+    return flags
+
+
+def _limits(dedicated_uid: bool) -> list[str]:
+    out = ["--core=0:0", f"--nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}"]
+    out.append(f"--data={MAX_DATA_BYTES}:{MAX_DATA_BYTES}")
+    if dedicated_uid:
+        out.append(f"--nproc={MAX_PROCESSES}:{MAX_PROCESSES}")
+    return out
+
+
+def _limits_words(dedicated_uid: bool) -> str:
+    words = f"no core dumps, {MAX_OPEN_FILES} open files, {MAX_DATA_BYTES >> 20} MiB data memory"
+    if dedicated_uid:
+        return words + f", {MAX_PROCESSES} processes"
+    return words + " (no process limit: the plugin shares the host's uid)"
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def check_declared(name: str, caps: Capabilities, settings: SandboxSettings) -> None:
+    """Refuse a declaration that would reach the state root or the plugins' socket folders."""
+    private = [*settings.protected, tempfile.gettempdir()]
+    for path in (*caps.read, *caps.write):
+        hit = next((p for p in private if _inside(p, path)), None)
+        if hit is None:
+            hit = next((p for p in settings.protected if _inside(path, p)), None)
+        if hit is not None:
+            raise PluginProcessError(
+                f"plugin {name} cannot start: it declares access to {path}, which would reach "
+                f"the host's private files in {hit}"
+            )
+
+
+def sandbox_command(
+    name: str,
+    argv: Sequence[str],
+    caps: Capabilities,
+    *,
+    socket_dir: str,
+    data_dir: str,
+    settings: SandboxSettings,
+) -> Sandboxed:
+    """The confined command line for one start.
+
+    Raises:
+        PluginProcessError: the declaration reaches private files, or the sandbox cannot be
+            set up and `settings.mode` is `required`.
+    """
+    check_declared(name, caps, settings)
+    tools, why_not = _tools()
+    root = os.geteuid() == 0
+    guard = [tools["setpriv"], "--no-new-privs", "--pdeathsig", "KILL", "--"]
+    if why_not:
+        if settings.mode != BEST_EFFORT:
+            raise PluginProcessError(
+                f"plugin {name} cannot start: its sandbox cannot be set up because {why_not} "
+                '(host.json "sandbox" is "required")'
+            )
+        full = [tools["prlimit"], *_limits(False), "--", *guard, *argv]
+        return Sandboxed(full, None, _unconfined(why_not))
+    uid = uid_for(name) if root else None
+    binds = _binds(argv, caps, socket_dir=socket_dir, data_dir=data_dir, settings=settings)
+    drop: list[str] = []
+    if uid is not None:
+        drop = [tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        drop += ["--inh-caps=-all", "--bounding-set=-all", "--"]
+    bwrap = [tools["bwrap"], *_namespaces(network=bool(caps.network)), *binds]
+    bwrap += ["--chdir", data_dir, "--"]
+    full = [tools["prlimit"], *_limits(uid is not None), "--", *guard, *bwrap, *drop, *argv]
+    return Sandboxed(full, uid, _confined(caps, uid), tuple(binds))
+
+
+def _binds(
+    argv: Sequence[str],
+    caps: Capabilities,
+    *,
+    socket_dir: str,
+    data_dir: str,
+    settings: SandboxSettings,
+) -> list[str]:
+    """bubblewrap's mount arguments, in order: runtime (read-only), the state root hidden,
+    then what belongs to the plugin (socket and data folders, declared paths)."""
+    out: list[str] = []
+    made: set[str] = {"/"}
+
+    def parents(path: str) -> None:  # mount points readable by any uid, not the source's mode
+        for parent in reversed(Path(path).parents):
+            text = str(parent)
+            if text not in made:
+                made.add(text)
+                out.extend(["--perms", "0755", "--dir", text])
+
+    out += ["--ro-bind", "/usr", "/usr"]
+    for link in _SYSTEM_LINKS:
+        if os.path.islink(link):
+            out += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            out += ["--ro-bind", link, link]
+    out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    etc = _ETC_BASE + (_ETC_NETWORK if caps.network else ())
+    ro = [*etc, *_runtime(), *_executable(argv)]
+    for path in ro:
+        if os.path.exists(path):
+            parents(path)
+            out += ["--ro-bind", os.path.realpath(path), path]
+    for hidden in settings.protected:
+        if any(_inside(hidden, p) for p in ro):
+            parents(hidden)
+            out += ["--tmpfs", hidden]
+    for path in caps.read:
+        parents(path)
+        out += ["--ro-bind-try", path, path]
+    for path, try_ in [(socket_dir, ""), (data_dir, ""), *((p, "-try") for p in caps.write)]:
+        parents(path)
+        out += [f"--bind{try_}", path, path]
+    return out
+
+
+@functools.cache
+def _runtime() -> tuple[str, ...]:
+    """What a Python plugin needs to run: the interpreter's prefixes and the SDK."""
+    sdk = str(Path(pm_plugin.__file__).resolve().parent)
+    found = [sys.base_prefix, sys.prefix, sdk]
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in found))
+
+
+def _executable(argv: Sequence[str]) -> tuple[str, ...]:
+    """Files the command line names (the executable, a script), when it runs from paths
+    rather than a sealed copy, and the runtime does not already show them."""
+    runtime = _runtime()
+    return tuple(
+        arg
+        for arg in argv
+        if arg.startswith("/")
+        and not arg.startswith("/proc/")
+        and os.path.isfile(arg)
+        and not any(_inside(arg, r) or _inside(os.path.realpath(arg), r) for r in runtime)
+    )
+
+
+def _confined(caps: Capabilities, uid: int | None) -> Enforced:
+    extra = [f"read {p}" for p in caps.read] + [f"write {p}" for p in caps.write]
+    files = "own data folder, runtime read-only" + "".join(f", {e}" for e in extra)
+    if not caps.network:
+        network = "none (own network namespace)"
+    elif caps.network_any:
+        network = "host network, any destination"
+    else:
+        network = f"host network ({', '.join(caps.network)} declared; ports not enforced)"
+    return Enforced(
+        confined=True,
+        filesystem=files,
+        network=network,
+        processes="own PID namespace, no new privileges, ends with the host",
+        uid=f"{uid} (own unprivileged uid)" if uid is not None else "the host's (not root)",
+        limits=_limits_words(uid is not None),
+    )
+
+
+def _unconfined(reason: str) -> Enforced:
+    return Enforced(
+        confined=False,
+        filesystem="UNCONFINED: everything the host's uid can reach",
+        network="UNCONFINED: host network",
+        processes="no new privileges, ends with the host (no PID namespace)",
+        uid="the host's",
+        limits=_limits_words(False),
+        reason=reason,
+    )
