@@ -13,11 +13,13 @@ import click
 from packaging.version import InvalidVersion, Version
 
 from cli.common import Context, emit, pass_ctx, refusals
-from cli.render import table
+from cli.render import may, table
+from loader.capabilities import Capabilities
 from loader.host_modules import plan_for_host
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
+from registry_client.consent import Ask, Widening, ask_consent
 from registry_client.default_index import ensure_default_registry
 from registry_client.installer import (
     InstallResult,
@@ -25,10 +27,12 @@ from registry_client.installer import (
     read_package,
     uninstall,
 )
+from registry_client.reading import installed_capabilities
 from registry_client.registry_install import (
     BarFactory,
     Chosen,
     choose,
+    index_capabilities,
     install_from_index,
     open_clients,
 )
@@ -51,6 +55,19 @@ def _download_bar() -> BarFactory | None:
     return _bar if sys.stderr.isatty() else None
 
 
+def _allow(widening: Widening) -> bool:
+    """The question for a release that asks for more than the installed version."""
+    return click.confirm(widening.question(), default=False, err=True)
+
+
+def _asker() -> Ask | None:
+    """Ask the person at the terminal; with no terminal, the library refuses instead."""
+    return _allow if sys.stdin.isatty() else None
+
+
+_ALLOW_HELP = "Allow releases that ask for more capabilities than the installed version."
+
+
 def _clients(ctx: Context) -> list[RegistryClient]:
     """The configured registries, refreshed; the embedded default one on first use."""
     ensure_default_registry(ctx.home, _progress)
@@ -60,8 +77,9 @@ def _clients(ctx: Context) -> list[RegistryClient]:
 @click.command()
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--pre", is_flag=True, help="Consider pre-releases.")
+@click.option("--allow-capabilities", is_flag=True, help=_ALLOW_HELP)
 @pass_ctx
-def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
+def install(ctx: Context, targets: tuple[str, ...], pre: bool, allow_capabilities: bool) -> None:
     """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
     ./PATH of a package directory (in dev mode also a plugin source directory)."""
     paths = [t for t in targets if "/" in t or t.startswith(".")]  # ./hosts, not hosts
@@ -75,7 +93,8 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 )
                 for t in paths
             ]
-            results = install_many(ctx.home, releases)
+            consent = ask_consent(ctx.home, releases, allow=allow_capabilities, ask=_asker())
+            results = install_many(ctx.home, releases, consent=consent)
         else:
             for target in targets:  # a malformed request fails before any network
                 parse_request(target)
@@ -85,15 +104,16 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool) -> None:
                 click.echo("nothing to do: the requested plugins are installed")
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
-            results = _fetch_and_install(ctx, chosen, clients)
+            results = _fetch_and_install(ctx, chosen, clients, allow_capabilities)
     _report_installs(results)
 
 
 def _fetch_and_install(
-    ctx: Context, chosen: list[Chosen], clients: list[RegistryClient]
+    ctx: Context, chosen: list[Chosen], clients: list[RegistryClient], allow: bool
 ) -> list[InstallResult]:
     """Download the chosen releases through TUF, verify them as the loader will (trust store
-    and signature threshold), and install them as one change."""
+    and signature threshold), ask for consent to wider capabilities, and install them as one
+    change."""
     return install_from_index(
         ctx.home,
         chosen,
@@ -102,6 +122,8 @@ def _fetch_and_install(
         progress=_progress,
         bar=_download_bar(),
         threshold=ctx.threshold(),
+        allow_capabilities=allow,
+        ask=_asker(),
     )
 
 
@@ -127,6 +149,7 @@ def _report_installs(results: list[InstallResult]) -> None:
         if result.replaced:
             verb = f"upgraded from {result.replaced}"
         click.echo(f"{result.name} {result.version}: {verb}, {how}")
+        click.echo("\n".join(may(result.capabilities)))
         for name in result.missing:
             click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
 
@@ -134,8 +157,9 @@ def _report_installs(results: list[InstallResult]) -> None:
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--pre", is_flag=True, help="Consider pre-releases.")
+@click.option("--allow-capabilities", is_flag=True, help=_ALLOW_HELP)
 @pass_ctx
-def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
+def upgrade(ctx: Context, names: tuple[str, ...], pre: bool, allow_capabilities: bool) -> None:
     """Upgrade NAMEs (default: every installed plugin) to their newest fitting releases."""
     with refusals():
         installed = read_lock(ctx.home.lock_file)
@@ -157,7 +181,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool) -> None:
             click.echo("everything is up to date")
             _note_refused(ctx, wanted)
             return
-        results = _fetch_and_install(ctx, chosen, clients)
+        results = _fetch_and_install(ctx, chosen, clients, allow_capabilities)
     _report_installs(results)
 
 
@@ -217,41 +241,86 @@ def _version(text: str) -> Version:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def info(ctx: Context, name: str, as_json: bool) -> None:
-    """Everything the index says about plugin NAME (every release)."""
+    """Everything the index says about plugin NAME (every release), what its newest release
+    may do (from its signed manifest), and the installed release, if any."""
     with refusals():
-        releases = []
+        found: list[tuple[RegistryClient, Release]] = []
         for client in _clients(ctx):
-            releases = [(client.name, r) for r in client.find(name)]
-            if releases:
+            found = [(client, r) for r in client.find(name)]
+            if found:
                 break
-        if not releases:
+        if not found:
             raise click.ClickException(f"no plugin named {name} is in any configured registry")
-    data: list[dict[str, Any]] = [
-        {
-            "name": r.name,
-            "version": r.version,
-            "platform": r.platform,
-            "types": list(r.types),
-            "requires": r.requires,
-            "description": r.description,
-            "publisher": r.publisher,
-            "publisher_key_id": r.publisher_key_id,
-            "size": r.artifact.length,
-            "sha256": r.artifact.sha256,
-            "registry": reg,
-        }
-        for reg, r in sorted(releases, key=lambda x: _version(x[1].version), reverse=True)
-    ]
-    newest = data[0]
+        found.sort(key=lambda x: _version(x[1].version), reverse=True)
+        newest = index_capabilities(*found[0])
+        installed = _installed(ctx, name)
+    data = [_release_json(client.name, r) for client, r in found]
+    data[0]["capabilities"] = newest.to_json() if newest else None
+    for entry in data:
+        entry["installed"] = installed is not None and entry["version"] == installed[0]
+        if entry["installed"] and installed is not None:
+            entry["capabilities"] = installed[1].to_json() if installed[1] else None
+    emit(data, as_json, "\n".join(_info_lines(data, newest, installed)))
+
+
+def _release_json(registry: str, r: Release) -> dict[str, Any]:
+    """One release in `info --json`; `capabilities` is read for the newest and the
+    installed release only (null for the others: their manifests are not downloaded)."""
+    return {
+        "name": r.name,
+        "version": r.version,
+        "platform": r.platform,
+        "types": list(r.types),
+        "requires": r.requires,
+        "description": r.description,
+        "publisher": r.publisher,
+        "publisher_key_id": r.publisher_key_id,
+        "size": r.artifact.length,
+        "sha256": r.artifact.sha256,
+        "registry": registry,
+        "capabilities": None,
+    }
+
+
+def _installed(ctx: Context, name: str) -> tuple[str, Capabilities | None] | None:
+    """The installed version of `name` and what it declares (None: an unsigned dev build,
+    which declares nothing signed); None when it is not installed."""
+    with reading(ctx.home):
+        locked = read_lock(ctx.home.lock_file).get(name)
+        if locked is None:
+            return None
+        if locked.signer is None:
+            return locked.version, None
+        return locked.version, installed_capabilities(ctx.home, name, locked.version)
+
+
+def _info_lines(
+    data: list[dict[str, Any]],
+    newest: Capabilities | None,
+    installed: tuple[str, Capabilities | None] | None,
+) -> list[str]:
+    top = data[0]
     lines = [
-        f"{newest['name']}: {newest['description']}",
-        f"publisher: {newest['publisher']} (key {newest['publisher_key_id'][:12]}...)",
-        f"types: {', '.join(newest['types'])}",
-        f"requires: host {', '.join(newest['requires']['host']) or '-'}; plugins "
-        + (", ".join(f"{k}{v}" for k, v in newest["requires"]["plugins"].items()) or "-"),
-        "releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data),
+        f"{top['name']}: {top['description']}",
+        f"publisher: {top['publisher']} (key {top['publisher_key_id'][:12]}...)",
+        f"types: {', '.join(top['types'])}",
+        f"requires: host {', '.join(top['requires']['host']) or '-'}; plugins "
+        + (", ".join(f"{k}{v}" for k, v in top["requires"]["plugins"].items()) or "-"),
     ]
-    emit(data, as_json, "\n".join(lines))
+    if newest is None:
+        lines.append(f"newest release {top['version']}: its manifest cannot be read")
+    else:
+        lines += [f"newest release {top['version']}:", *may(newest)]
+    if installed is not None:
+        version, caps = installed
+        if version == top["version"]:
+            lines.append(f"installed: {version} (the newest)")
+        elif caps is None:
+            lines.append(f"installed: {version} (unsigned: it declares no capabilities)")
+        else:
+            lines += [f"installed: {version}", *may(caps)]
+    lines.append("releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data))
+    return lines
 
 
 @click.command("uninstall")

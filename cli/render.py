@@ -1,8 +1,11 @@
-"""Plain-text tables for the CLI (no dependency: columns padded to their widest cell)."""
+"""Plain text for the CLI: tables (no dependency: columns padded to their widest cell) and a
+plugin's capabilities in words."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from loader.capabilities import Capabilities
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -14,3 +17,9 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         padded = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
+
+
+def may(capabilities: Capabilities, indent: str = "  ") -> list[str]:
+    """What a release may do, one indented `may:` line per ask (Capabilities.describe;
+    "may start child processes" becomes "may: start child processes")."""
+    return [f"{indent}may: {line.removeprefix('may ')}" for line in capabilities.describe()]

@@ -6,14 +6,20 @@ What it is for: :func:`parse_manifest` turns the *verified* payload bytes of a
 separators, UTF-8) that packaging signs. ``parse_manifest(manifest_to_bytes(m)) == m``
 for every valid manifest, and :func:`manifest_to_bytes` refuses one that would not parse.
 
-The payload is one JSON object, every field required except ``requires``::
+The payload is one JSON object, every field required except ``requires`` and
+``capabilities``::
 
     {"name": "hosts", "version": "1.2.0", "publisher": "Safing", "description": "...",
      "types": ["resolver"],
      "requires": {"host": ["firewall"], "plugins": {"allowlist": ">=1,<2"}},
      "platform": "linux-x86_64",
      "artifact": {"filename": "hosts.pyz", "sha256": "<64 lowercase hex>", "size": 1234},
-     "created": "2026-11-23T09:00:00Z"}
+     "created": "2026-11-23T09:00:00Z",
+     "capabilities": {"read": ["/etc/hosts"], "write": [], "network": [], "processes": false}}
+
+``capabilities`` (:mod:`loader.capabilities`) is what the plugin may do beyond its own data
+folder; absent means the minimum, and the minimum is never written, so a manifest that
+declares nothing has the same bytes as before the field existed.
 
 Every refusal is a :class:`ManifestError`: one sentence naming the source and the field
 (dotted for nested fields, e.g. ``artifact.sha256``). Unknown fields are refused.
@@ -36,6 +42,7 @@ from packaging.version import Version
 
 from keys import strict_json
 from keys.errors import StrictJSONError
+from loader.capabilities import Capabilities, parse_capabilities
 from loader.errors import LoaderError
 from loader.fields import check_name, check_types, check_unknown, check_version, show
 
@@ -59,6 +66,7 @@ _FIELDS = (
     "platform",
     "artifact",
     "created",
+    "capabilities",
 )
 _PLATFORM = re.compile(r"any|[a-z0-9]+-[a-z0-9_]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -114,6 +122,7 @@ class Manifest:
     platform: str
     artifact: Artifact
     created: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
     parsed_version: Version = field(init=False, repr=False, compare=False)
     created_at: datetime = field(init=False, repr=False, compare=False)
 
@@ -251,6 +260,11 @@ def _manifest(payload: bytes, source: str) -> Manifest:
             f'{source}: field "created" is {show(created)}, which is not an RFC 3339 UTC time'
             " like 2026-11-23T09:00:00Z"
         ) from err
+    capabilities = (
+        parse_capabilities(obj["capabilities"], where=source)
+        if "capabilities" in obj
+        else Capabilities()
+    )
     return Manifest(
         name=name,
         version=version,
@@ -261,6 +275,7 @@ def _manifest(payload: bytes, source: str) -> Manifest:
         platform=platform,
         artifact=artifact,
         created=created,
+        capabilities=capabilities,
     )
 
 
@@ -276,7 +291,7 @@ def parse_manifest(payload: bytes, *, source: str) -> Manifest:
 
 
 def _to_json(manifest: Manifest) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "name": manifest.name,
         "version": manifest.version,
         "publisher": manifest.publisher,
@@ -294,6 +309,9 @@ def _to_json(manifest: Manifest) -> dict[str, Any]:
         },
         "created": manifest.created,
     }
+    if not manifest.capabilities.is_minimum():  # absent: the bytes of every older manifest
+        out["capabilities"] = manifest.capabilities.to_json()
+    return out
 
 
 def manifest_to_bytes(manifest: Manifest) -> bytes:

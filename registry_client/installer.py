@@ -7,7 +7,7 @@ Why this exists: the user's promise is "nothing half-installed, ever". An instal
 2. reads the package's manifest and artifact once and verifies them with the loader's own
    check (`verify_plugin`: signature, threshold, trust, revocation, platform, SHA-256);
 3. refuses, before writing anything, a host module's name, other bytes under an installed
-   signed version, and a version an installed plugin's requirement excludes;
+   signed version, a version a dependent excludes, wider capabilities without consent;
 4. writes exactly the verified bytes into a staging folder next to `plugins/*`, fsyncs,
    and renames it to `plugins/<name>/<version>/`;
 5. records the new plugins.json and plugins.lock in one journal file: that rename is the
@@ -36,11 +36,13 @@ from packaging.version import InvalidVersion, Version
 
 from loader import journal
 from loader.boot import MANIFEST_FILE
+from loader.capabilities import Capabilities
 from loader.home import Home
 from loader.host_modules import CORE_MODULES
 from loader.journal import changing, commit
 from loader.lockfile import Locked, dumps_lock, read_lock
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
+from registry_client.consent import Consent, check_consent
 from registry_client.reading import (
     InstallError,
     Release,
@@ -75,6 +77,7 @@ class InstallResult:
     unchanged: bool = False  # the same release was already installed
     missing: list[str] = field(default_factory=list)  # required plugins not configured
     signed_by: str = ""  # Release.signers()
+    capabilities: Capabilities = field(default_factory=Capabilities)  # what it declares
 
 
 def install(home: Home, release: Release) -> InstallResult:
@@ -83,7 +86,9 @@ def install(home: Home, release: Release) -> InstallResult:
     return result
 
 
-def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
+def install_many(
+    home: Home, releases: list[Release], *, consent: Consent | None = None
+) -> list[InstallResult]:
     """Install several verified releases as one change: every release directory is put in
     place first, then plugins.json and plugins.lock are replaced once (the commit), then
     the releases they replaced are removed. A failure before the commit takes back what
@@ -91,12 +96,14 @@ def install_many(home: Home, releases: list[Release]) -> list[InstallResult]:
 
     Refused, before anything is written: a host module's name; a signed release that
     differs from the installed one of the same version (a release never changes); a
-    version that an installed plugin's requirement excludes.
+    version that an installed plugin's requirement excludes; a release asking for more
+    than the installed version that `consent` (`consent.ask_consent`) does not cover.
     """
     with changing(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
         _refuse(home, releases, locked)
+        check_consent(home, releases, locked, consent)
         created: list[Path] = []  # new release folders, taken back on failure
         swapped: list[tuple[Path, Path]] = []  # (final, old copy) of dev rebuilds
         try:
@@ -149,6 +156,7 @@ def _place(
         release.key_id,
         release.trust_level,
         signed_by=release.signers(),
+        capabilities=release.manifest.capabilities if release.manifest else Capabilities(),
     )
     if previous is not None and previous.version != release.version:
         result.replaced = previous.version

@@ -17,6 +17,8 @@ The source directory has a `plugin.toml`:
     [requires]
     host = ["resolver"]               # host modules
     plugins = {allowlist = ">=1,<2"}  # other plugins, PEP 440 specifiers
+    [capabilities]                    # optional: what it may do beyond its data folder
+    read = ["/etc/hosts"]             # (see loader.capabilities; absent = the minimum)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from keys import dsse
 from keys._fs import write_atomic
 from keys.errors import StrictJSONError
 from loader.boot import MANIFEST_FILE, MAX_ARTIFACT_BYTES
+from loader.capabilities import Capabilities, parse_capabilities
 from loader.errors import LoaderError
 from loader.fields import check_unknown, expect, optional, require
 from loader.manifest import (
@@ -63,6 +66,7 @@ _TOML_FIELDS = {
     "executable",
     "platform",
     "requires",
+    "capabilities",
 }
 
 
@@ -106,6 +110,7 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
             platform=_platform(doc, toml_path),
             artifact=Artifact(executable_name, hashlib.sha256(data).hexdigest(), len(data)),
             created=format_created(created or datetime.now(UTC)),
+            capabilities=_capabilities(doc, toml_path),
         )
         manifest_to_bytes(manifest)  # the manifest's own checks, before anything is signed
     except (ManifestError, ValueError) as err:
@@ -171,6 +176,13 @@ def _list(doc: dict[str, Any], key: str, path: Path) -> list[str]:
         for i, item in enumerate(value, 1):
             expect(item, str, where=str(path), what=f'item {i} of field "{key}"')
     return list(value)
+
+
+def _capabilities(doc: dict[str, Any], path: Path) -> Capabilities:
+    if "capabilities" not in doc:
+        return Capabilities()
+    with _refused():
+        return parse_capabilities(doc["capabilities"], where=str(path))
 
 
 def _requires(value: Any, path: Path) -> Requires:

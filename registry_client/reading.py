@@ -26,6 +26,7 @@ from loader.boot import (
     release_dir_of,
     this_platform,
 )
+from loader.capabilities import Capabilities
 from loader.errors import LoaderError
 from loader.home import Home
 from loader.lockfile import read_lock
@@ -35,7 +36,13 @@ from loader.sealed import read_once
 from loader.verify import verify_plugin
 from registry_client.package import SOURCE_FILE, PackageError, read_source
 
-__all__ = ["InstallError", "Release", "installed_requirements", "read_package"]
+__all__ = [
+    "InstallError",
+    "Release",
+    "installed_capabilities",
+    "installed_requirements",
+    "read_package",
+]
 
 
 class InstallError(Exception):
@@ -161,6 +168,14 @@ def installed_requirements(
         manifest = _claimed_manifest(directory)
         out[entry.name] = (version, manifest.requires.plugins if manifest is not None else ())
     return out
+
+
+def installed_capabilities(home: Home, name: str, version: str) -> Capabilities:
+    """What the installed release `version` of `name` declares, read from its manifest like
+    `installed_requirements`; the minimum when it has none (an unsigned dev build) or it
+    cannot be read, so that anything a new release asks counts as more."""
+    manifest = _claimed_manifest(home.release_dir(name, version))
+    return manifest.capabilities if manifest is not None else Capabilities()
 
 
 def _claimed_manifest(directory: Path | None) -> Manifest | None:

@@ -5,7 +5,9 @@ Why this exists: it is the user's main job and it joins three checks that must a
 TUF says the bytes are the ones the registry published (length and hashes from signed
 metadata); the publisher's signature on the manifest verifies against the user's trust
 store (the loader's own `verify_plugin`); and the installer puts everything in place
-atomically. Nothing is installed unless every chosen release passed both checks.
+atomically. Nothing is installed unless every chosen release passed both checks, and a
+release that asks for more capabilities than the installed version had the user's consent
+(:mod:`registry_client.consent`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from keys.dsse import envelope_from_bytes
+from keys.errors import KeysError
 from keys.store import TrustStore
-from loader.boot import MANIFEST_FILE, this_platform
+from loader.boot import MANIFEST_FILE, MAX_MANIFEST_BYTES, this_platform
+from loader.capabilities import Capabilities
+from loader.errors import LoaderError
 from loader.home import Home
 from loader.lockfile import read_lock
+from loader.manifest import parse_manifest
+from loader.sealed import read_once
 from registry_client import registries
+from registry_client.consent import Ask, ask_consent
 from registry_client.installer import (
     InstallError,
     InstallResult,
@@ -153,9 +162,15 @@ def install_from_index(
     progress: Progress,
     bar: BarFactory | None = None,
     threshold: int = 1,
+    allow_capabilities: bool = False,
+    ask: Ask | None = None,
 ) -> list[InstallResult]:
     """Download every chosen release through TUF, verify each publisher signature, then
-    install them all as one change. Any refusal leaves the state root as it was."""
+    install them all as one change. Any refusal leaves the state root as it was.
+
+    A release asking for more capabilities than the installed version is allowed by
+    `allow_capabilities` or by `ask` (the terminal's question), else refused
+    (`consent.ask_consent`); the question comes after verification, on the signed asks."""
     by_name = {c.name: c for c in clients}
     home.ensure()
     work = Path(tempfile.mkdtemp(prefix=".download-", dir=home.root))
@@ -183,9 +198,27 @@ def install_from_index(
             )
             progress(f"verified {label}: signed by {candidate.signers()}")
             verified.append(candidate)
-        return install_many(home, verified)
+        consent = ask_consent(home, verified, allow=allow_capabilities, ask=ask)
+        return install_many(home, verified, consent=consent)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def index_capabilities(client: RegistryClient, release: IndexRelease) -> Capabilities | None:
+    """What a release in the index declares, from its manifest as the registry signed it
+    (downloaded through TUF into a temporary folder; the publisher's signature is checked
+    at install). None when the manifest cannot be read or is another release's."""
+    with tempfile.TemporaryDirectory(prefix="pm-plugins-manifest-") as tmp:
+        path = client.download(release.manifest, Path(tmp), filename=MANIFEST_FILE)
+        where = f"registry {client.name}: {release.manifest.path}"
+        try:
+            envelope = envelope_from_bytes(read_once(path, MAX_MANIFEST_BYTES), source=where)
+            manifest = parse_manifest(envelope.payload, source=where)
+        except (LoaderError, KeysError):
+            return None
+    if (manifest.name, manifest.version) != (release.name, release.version):
+        return None
+    return manifest.capabilities
 
 
 def _size(n: int) -> str:
@@ -206,6 +239,7 @@ __all__ = [
     "RegistryError",
     "ResolutionError",
     "choose",
+    "index_capabilities",
     "install_from_index",
     "open_clients",
 ]

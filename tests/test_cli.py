@@ -88,7 +88,8 @@ def test_package_install_verify_list(cli: Cli, tmp_path: Path) -> None:
     package = tmp_path / "dist" / "hosts-1.0.0"
     assert sorted(p.name for p in package.iterdir()) == ["manifest.dsse.json", "plugin"]
     out = cli("install", str(package)).stdout
-    assert out.strip() == f"hosts 1.0.0: installed, signed by {kid[:12]}... (official)"
+    assert out.splitlines()[0] == f"hosts 1.0.0: installed, signed by {kid[:12]}... (official)"
+    assert "  may: read /etc/hosts" in out.splitlines()
     assert (cli.home / "plugins" / "hosts" / "1.0.0" / "plugin").is_file()
     lock = json.loads((cli.home / "plugins.lock").read_text())
     assert lock["plugins"]["hosts"]["signer"] == kid
