@@ -218,6 +218,8 @@ class PluginClient:
             backchannel_id = next(self._broker.ids)
             path = os.path.join(self.process.socket_dir, f"host-{backchannel_id}.sock")
             self._backchannels.append(serve_backchannel(args.name, args.privileged, path))
+            if self.process.uid is not None:  # the plugin runs under a uid of its own
+                os.chown(path, self.process.uid, self.process.uid)
             self._broker.requests.put(
                 grpc_broker_pb2.ConnInfo(service_id=backchannel_id, network="unix", address=path)
             )

@@ -174,7 +174,7 @@ def seal(data: bytes, name: str) -> SealedExecutable:
         raise LoaderError(f"plugin {name} cannot be sealed in memory: {err.strerror}") from err
     try:
         _write_all(rw, data)
-        os.fchmod(rw, 0o500)  # executable content, owner only
+        os.fchmod(rw, 0o555)  # sealed: a plugin under its own uid may reopen it, none may write
         _add_seals(rw)
         sealed = fcntl.fcntl(rw, F_GET_SEALS)
         if sealed & REQUIRED_SEALS != REQUIRED_SEALS:  # pragma: no cover - kernel contract
