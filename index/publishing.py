@@ -31,6 +31,11 @@ class PublishingMixin(RepoBase):
         left = self._load(role).signed.expires - now
         return bool(left < timedelta(days=self.expiry.days(role)) / 2)
 
+    def _signing_due(self, role: str, changed: bool, now: datetime) -> bool:
+        """Whether `role` must be signed again: its content changed, it is unsigned, or it
+        is past half its lifetime."""
+        return changed or not self._load(role).signatures or self._near_expiry(role, now)
+
     @_all_or_nothing
     def publish(self, *, now: datetime | None = None) -> PublishResult:
         """Sign what changed, then snapshot and timestamp, and write ``published/``.
@@ -88,11 +93,7 @@ class PublishingMixin(RepoBase):
             meta[f"{role}.json"] = MetaFile(
                 version=self.role_version(role), length=len(self._load(role).to_bytes())
             )
-        if (
-            meta != snapshot_md.signed.meta
-            or not snapshot_md.signatures
-            or self._near_expiry("snapshot", moment)
-        ):
+        if self._signing_due("snapshot", meta != snapshot_md.signed.meta, moment):
             self._edit("snapshot")
             snapshot_md.signed.meta = meta
             self._sign("snapshot", self.role_signers("snapshot"), moment)
@@ -114,10 +115,8 @@ class PublishingMixin(RepoBase):
             length=len(snapshot_bytes),
             hashes={"sha256": _sha256_bytes(snapshot_bytes)},
         )
-        if (
-            timestamp_md.signed.snapshot_meta != snapshot_meta
-            or not timestamp_md.signatures
-            or self._near_expiry("timestamp", moment)
+        if self._signing_due(
+            "timestamp", timestamp_md.signed.snapshot_meta != snapshot_meta, moment
         ):
             self._edit("timestamp")
             timestamp_md.signed.snapshot_meta = snapshot_meta

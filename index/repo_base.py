@@ -130,6 +130,7 @@ class RepoBase(Protocol):
 
     # publishing (index.publishing)
     def _near_expiry(self, role: str, now: datetime) -> bool: ...
+    def _signing_due(self, role: str, changed: bool, now: datetime) -> bool: ...
 
 
 _P = ParamSpec("_P")

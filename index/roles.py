@@ -159,9 +159,7 @@ class RolesMixin(RepoBase):
             for pattern in paths.delegation_patterns(name):
                 if pattern not in existing.paths:
                     existing.paths.append(pattern)
-        if publisher_key is not None and (
-            resign or not self._load(role).signatures or self._near_expiry(role, moment)
-        ):
+        if publisher_key is not None and self._signing_due(role, resign, moment):
             self._edit(role)
             self._sign(role, [tuf_signer(publisher_key)], moment)
         self._flush()
