@@ -83,7 +83,9 @@ def boot(ctx: Context, enable: tuple[str, ...]) -> None:
             ctx.home, dev_mode=dev_mode, disabled=off, threshold=settings.signature_threshold
         )
         server = ControlServer(
-            ctx.home.control_socket, lambda req: control_requests.answer(host, req)
+            ctx.home.control_socket,
+            lambda req: control_requests.answer(host, req),
+            plugin_of=host.plugins.plugin_of,
         )
         server.start()
 

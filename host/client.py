@@ -36,6 +36,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from host.errors import PluginCallError, PluginProcessError
+from host.gate import GatedServer, serve_gated
 from host.plugin_text import log_lines, loggable
 from host.process import PluginProcess
 from host.streams import DecisionSocket, StreamedDecider, StreamedReporter, _call_error
@@ -140,7 +141,7 @@ class PluginClient:
         self.extensions = Extensions()
         self._broker = _Broker()
         self._threads: list[threading.Thread] = []
-        self._backchannels: list[grpc.Server] = []
+        self._backchannels: list[GatedServer] = []
         self._stream: StreamedDecider | None = None
         self._report_stream: StreamedReporter | None = None
         self._socket: DecisionSocket | None = None
@@ -217,9 +218,16 @@ class PluginClient:
             assert self.process.socket_dir is not None
             backchannel_id = next(self._broker.ids)
             path = os.path.join(self.process.socket_dir, f"host-{backchannel_id}.sock")
-            self._backchannels.append(serve_backchannel(args.name, args.privileged, path))
-            if self.process.uid is not None:  # the plugin runs under a uid of its own
-                os.chown(path, self.process.uid, self.process.uid)
+            try:
+                gated = serve_gated(
+                    serve_backchannel, args.name, args.privileged, path,
+                    allowed=self.process.owns, uid=self.process.uid,
+                )  # fmt: skip
+            except OSError as err:
+                raise PluginProcessError(
+                    f"cannot serve the host services to plugin {self.name}: {err}"
+                ) from err
+            self._backchannels.append(gated)
             self._broker.requests.put(
                 grpc_broker_pb2.ConnInfo(service_id=backchannel_id, network="unix", address=path)
             )

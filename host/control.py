@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -19,12 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host.peers import peer_credentials
+from host.peers import in_host_pid_namespace, peer_credentials
 from loader.errors import LoaderError
+
+log = logging.getLogger("pm_plugins.control")
 
 MAX_REQUEST = 64 * 1024
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included
 Handler = Callable[[dict[str, Any]], Any]
+#: `plugin_of(pid)`: the plugin a process belongs to, None when it belongs to none.
+PluginOf = Callable[[int], "str | None"]
 
 
 class ControlError(LoaderError):
@@ -34,9 +39,10 @@ class ControlError(LoaderError):
 class ControlServer:
     """Serves requests on `path` until `close()`; one thread per connection."""
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(self, path: Path, handler: Handler, plugin_of: PluginOf = lambda _: None) -> None:
         self.path = path
         self._handler = handler
+        self._plugin_of = plugin_of
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -90,8 +96,9 @@ class ControlServer:
         with conn:
             conn.settimeout(30)
             try:
-                if peer_credentials(conn)[1] != os.getuid():
-                    self._reply(conn, {"ok": False, "error": "only the host's owner may ask"})
+                refusal = self._refusal(*peer_credentials(conn)[:2])
+                if refusal:
+                    self._reply(conn, {"ok": False, "error": refusal})
                     return
                 request = json.loads(_read_line(conn))
                 if not isinstance(request, dict) or not isinstance(request.get("op"), str):
@@ -102,6 +109,18 @@ class ControlServer:
             except OSError:
                 return
             self._reply(conn, reply)
+
+    def _refusal(self, pid: int, uid: int) -> str:
+        """Why this peer may not ask ("" when it may): not the host's owner, or a process of
+        a plugin (sandboxed in a PID namespace of its own, or started by the host)."""
+        if uid != os.getuid():
+            return "only the host's owner may ask"
+        owner = self._plugin_of(pid) if pid > 0 else None
+        if owner is not None or not in_host_pid_namespace(pid):
+            who = f"plugin {owner}" if owner else "a sandboxed plugin"
+            log.warning("control socket: refused pid %d, a process of %s", pid, who)
+            return f"a process of {who} may not use the host's control socket"
+        return ""
 
     @staticmethod
     def _reply(conn: socket.socket, reply: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -50,6 +51,8 @@ class PluginLifecycle:
     # what the mixin uses of PluginHost, which sets these in its __init__
     services: HostServices
     base_directory: str
+    _temporary_base: str
+    _uids: dict[str, int]
     sandbox: SandboxSettings
     host_version: str
     handshake_timeout: float
@@ -65,6 +68,9 @@ class PluginLifecycle:
 
     def data_dir_of(self, name: str) -> str:
         """A plugin's own data folder, its `base_directory` (never the state root)."""
+        if not self.base_directory:
+            self.base_directory = tempfile.mkdtemp(prefix="pm-plugins-data-")
+            self._temporary_base = self.base_directory
         return os.path.join(self.base_directory, name)
 
     def _configure_args(self, spec: PluginSpec, data_dir: str) -> ConfigureArgs:
@@ -105,6 +111,7 @@ class PluginLifecycle:
             capabilities=spec.capabilities,
             data_dir=self.data_dir_of(spec.name),
             sandbox=self.sandbox,
+            own_uid=self._uids.get(spec.name),
         )
 
     def _bring_up(

@@ -10,10 +10,17 @@ back to the sandbox.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
-__all__ = ["descends_from", "peer_credentials", "peer_pid", "socket_peer_pid"]
+__all__ = [
+    "descends_from",
+    "in_host_pid_namespace",
+    "peer_credentials",
+    "peer_pid",
+    "socket_peer_pid",
+]
 
 #: The deepest parent chain followed (a plugin cannot make the check loop forever).
 MAX_DEPTH = 256
@@ -62,3 +69,14 @@ def descends_from(pid: int, ancestors: set[int]) -> bool:
             return True
         current = parent_of(current)
     return False
+
+
+def in_host_pid_namespace(pid: int) -> bool:
+    """Whether `pid` lives in the host's own PID namespace; a sandboxed plugin's processes
+    (orphans included) never do. False when it cannot be told: callers refuse then."""
+    if pid <= 0:  # SO_PEERCRED gives 0 for a peer whose namespace cannot see us
+        return False
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return False

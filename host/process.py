@@ -43,7 +43,7 @@ from host.handshake import (
 )
 from host.peers import descends_from, socket_peer_pid
 from host.plugin_text import loggable
-from host.sandbox import Enforced, SandboxSettings, sandbox_command
+from host.sandbox import Enforced, SandboxSettings, give_tree, sandbox_command
 from loader.capabilities import Capabilities
 
 log = logging.getLogger("pm_plugins.plugin")
@@ -118,13 +118,17 @@ class PluginProcess:
         capabilities: Capabilities = _MINIMUM,
         data_dir: str = "",
         sandbox: SandboxSettings = _REQUIRED,
+        own_uid: int | None = None,
     ) -> None:
-        """`data_dir` is the plugin's own read-write folder ("": a fresh temporary one)."""
+        """`data_dir` is the plugin's own read-write folder ("": a fresh temporary one);
+        `own_uid` the uid it runs under when the host is root (default: from its name)."""
         self.name = name
         self.capabilities = capabilities
         self.data_dir = data_dir
+        self._temporary_data = not data_dir
         self.sandbox = sandbox
         self.enforced: Enforced | None = None
+        self.own_uid = own_uid
         self.uid: int | None = None  # the plugin's own uid, when the host is root
         self.argv = list(argv)
         self.extra_env = dict(extra_env or {})
@@ -134,6 +138,8 @@ class PluginProcess:
         self.on_exit = on_exit
         self.socket_dir: str | None = None
         self.handshake: Handshake | None = None
+        #: the pid serving the plugin's socket (below the sandbox's own processes)
+        self.server_pid: int | None = None
         self.returncode: int | None = None
         self.exited = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -223,11 +229,12 @@ class PluginProcess:
             socket_dir=self.socket_dir,
             data_dir=self.data_dir,
             settings=self.sandbox,
+            uid=self.own_uid,
         )
         self.enforced, self.uid = sandboxed.enforced, sandboxed.uid
         if self.uid is not None:
             os.chown(self.socket_dir, self.uid, self.uid)
-            _own_tree(self.data_dir, self.uid)
+            give_tree(self.data_dir, self.uid)
         env = minimal_environment(self.socket_dir, self.offered_versions, self.data_dir)
         return sandboxed.argv, env | self.extra_env
 
@@ -280,6 +287,7 @@ class PluginProcess:
         except OSError as err:
             raise self._handshake_error(f"announced socket {shown}, which refuses ({err})") from err
         if self.owns(peer):
+            self.server_pid = peer
             return
         raise self._handshake_error(
             f"announced socket {shown}, which is served by pid {peer}, not by the plugin "
@@ -358,16 +366,8 @@ class PluginProcess:
     def _cleanup_dir(self) -> None:
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-
-def _own_tree(folder: str, uid: int) -> None:
-    """Give `folder` and what is in it to `uid` (a plugin's data folder; no symlinks followed)."""
-    if os.lstat(folder).st_uid == uid:
-        return
-    os.chown(folder, uid, uid, follow_symlinks=False)
-    for top, dirs, files in os.walk(folder):
-        for entry in (*dirs, *files):
-            os.chown(os.path.join(top, entry), uid, uid, follow_symlinks=False)
+        if self._temporary_data and self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _text(raw: bytes) -> str:

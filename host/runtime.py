@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import tempfile
+import shutil
 import threading
 from typing import Any, cast
 
@@ -36,7 +36,7 @@ from host.dispatch import (
 )
 from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
 from host.lifecycle import PluginLifecycle, _LaunchFailed, _Superseded
-from host.sandbox import SandboxSettings
+from host.sandbox import SandboxSettings, uid_for
 from host.services.backchannel import HostServices
 from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
 from loader.errors import LoaderError
@@ -73,8 +73,11 @@ class PluginHost(PluginLifecycle):
         self.services = services if services is not None else HostServices()
         if self.services.plugin_manager is None:
             self.services.plugin_manager = self
-        #: Each plugin's data folder is `<base_directory>/<name>` (a temporary root if "").
-        self.base_directory = base_directory or tempfile.mkdtemp(prefix="pm-plugins-data-")
+        #: Each plugin's data folder is `<base_directory>/<name>` (a temporary root if "",
+        #: made at the first start and removed by stop_all).
+        self.base_directory = base_directory
+        self._temporary_base = ""
+        self._uids: dict[str, int] = {}  # each plugin's own uid (used when the host is root)
         self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self.host_version = host_version
         self.handshake_timeout = handshake_timeout
@@ -101,7 +104,16 @@ class PluginHost(PluginLifecycle):
                 raise ValueError(f"plugin {spec.name} is already configured")
             instance = PluginInstance(spec)
             self._plugins[spec.name] = instance
+            self._uids[spec.name] = uid_for(spec.name, taken=set(self._uids.values()))
             return instance
+
+    def plugin_of(self, pid: int) -> str | None:
+        """The plugin whose process (or a descendant of it) `pid` is, None for none."""
+        for instance in self.plugins():
+            processes = (instance.process, instance._attempt)
+            if any(p is not None and p.owns(pid) for p in processes):
+                return instance.name
+        return None
 
     def plugins(self) -> list[PluginInstance]:
         with self._lock:
@@ -194,6 +206,9 @@ class PluginHost(PluginLifecycle):
         for instance in reversed(self.plugins()):
             self.stop(instance.name)
         self._reporters.close()
+        if self._temporary_base:
+            shutil.rmtree(self._temporary_base, ignore_errors=True)
+            self.base_directory = self._temporary_base = ""
 
     # -- state listener -------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,14 @@ import pm_plugin
 from host.errors import PluginProcessError
 from loader.capabilities import Capabilities
 
-__all__ = ["Enforced", "SandboxSettings", "Sandboxed", "sandbox_command", "uid_for"]
+__all__ = [
+    "Enforced",
+    "SandboxSettings",
+    "Sandboxed",
+    "give_tree",
+    "sandbox_command",
+    "uid_for",
+]
 
 MAX_OPEN_FILES = 1024
 #: Data memory (heap and private writable mappings) a plugin may hold.
@@ -102,9 +109,13 @@ class Sandboxed:
     binds: tuple[str, ...] = field(default=(), repr=False)
 
 
-def uid_for(name: str) -> int:
-    """The unprivileged uid a plugin runs under when the host is root (stable per name)."""
-    return FIRST_UID + zlib.crc32(name.encode()) % UID_RANGE
+def uid_for(name: str, taken: Collection[int] = ()) -> int:
+    """The unprivileged uid a plugin runs under when the host is root: stable per name, and
+    never one of `taken` (the other plugins' uids: a name chosen to collide gets the next)."""
+    offset = zlib.crc32(name.encode()) % UID_RANGE
+    while FIRST_UID + offset in taken:
+        offset = (offset + 1) % UID_RANGE
+    return FIRST_UID + offset
 
 
 @functools.cache
@@ -181,8 +192,10 @@ def sandbox_command(
     socket_dir: str,
     data_dir: str,
     settings: SandboxSettings,
+    uid: int | None = None,
 ) -> Sandboxed:
-    """The confined command line for one start.
+    """The confined command line for one start; `uid` is the plugin's own uid when the host is
+    root (default: `uid_for(name)`).
 
     Raises:
         PluginProcessError: the declaration reaches private files, or the sandbox cannot be
@@ -200,7 +213,7 @@ def sandbox_command(
             )
         full = [tools["prlimit"], *_limits(False), "--", *guard, *argv]
         return Sandboxed(full, None, _unconfined(why_not))
-    uid = uid_for(name) if root else None
+    uid = (uid if uid is not None else uid_for(name)) if root else None
     binds = _binds(argv, caps, socket_dir=socket_dir, data_dir=data_dir, settings=settings)
     drop: list[str] = []
     if uid is not None:
@@ -278,6 +291,16 @@ def _executable(argv: Sequence[str]) -> tuple[str, ...]:
         and os.path.isfile(arg)
         and not any(_inside(arg, r) or _inside(os.path.realpath(arg), r) for r in runtime)
     )
+
+
+def give_tree(folder: str, uid: int) -> None:
+    """Give `folder` and what is in it to `uid` (a plugin's data folder; no symlinks followed)."""
+    if os.lstat(folder).st_uid == uid:
+        return
+    os.chown(folder, uid, uid, follow_symlinks=False)
+    for top, dirs, files in os.walk(folder):
+        for entry in (*dirs, *files):
+            os.chown(os.path.join(top, entry), uid, uid, follow_symlinks=False)
 
 
 def _confined(caps: Capabilities, uid: int | None) -> Enforced:

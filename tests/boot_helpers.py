@@ -47,8 +47,10 @@ def write_source(
     host: tuple[str, ...] = ("firewall",),
     plugins: dict[str, str] | None = None,
     executable: Path | bytes = EXAMPLES / "allowlist" / "plugin",
+    capabilities: str = "",
 ) -> Path:
-    """A plugin source dir (plugin.toml + executable) under `root`."""
+    """A plugin source dir (plugin.toml + executable) under `root`; `capabilities` is the
+    body of a `[capabilities]` table."""
     src = root / f"src-{name}-{version}"
     src.mkdir(parents=True)
     requires_plugins = ", ".join(f'{k} = "{v}"' for k, v in (plugins or {}).items())
@@ -56,6 +58,7 @@ def write_source(
         f'name = "{name}"\nversion = "{version}"\ndescription = "test plugin {name}"\n'
         f'publisher = "tests"\ntypes = {json.dumps(list(types))}\nexecutable = "plugin"\n'
         f"[requires]\nhost = {json.dumps(list(host))}\nplugins = {{{requires_plugins}}}\n"
+        + (f"[capabilities]\n{capabilities}\n" if capabilities else "")
     )
     target = src / "plugin"
     if isinstance(executable, bytes):

@@ -20,6 +20,7 @@ import pytest
 from host import reference_host
 from host.reference_host import ReferenceHost
 from host.runtime import PluginHost
+from host.sandbox import SandboxSettings
 from host.supervise import RestartPolicy
 from keys.store import TrustStore
 from loader.boot import BootPlan, PlanStatus, plan_boot
@@ -323,6 +324,7 @@ def test_a_swap_after_verification_does_not_run_the_swapped_bytes(
         types=("resolver",),
         host=("resolver",),
         executable=EXAMPLES / "hosts" / "plugin",
+        capabilities=f'read = ["{hosts_file}"]',
     )
     release = install_signed(home, publisher, src, tmp_path)
     set_config(home, "hosts", config={"path": str(hosts_file)})
@@ -357,17 +359,32 @@ def test_status_names_signer_version_and_pid(
     assert spn["state"] == "disabled"
 
 
+def refusing_restarts(tmp_path: Path) -> tuple[Path, bytes, str]:
+    """A marker file, a plugin script that starts once then refuses (writing the marker), and
+    the capabilities it needs for that: read the fake, write the marker's folder."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    markers.chmod(0o777)  # under a root host the plugin runs as a uid of its own
+    marker = markers / "starts"
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" refuse-restart "{marker}"\n'
+    caps = f'read = ["{FAKE_PLUGIN.parent}"]\nwrite = ["{markers}"]'
+    return marker, script.encode(), caps
+
+
+def supervised(home: Home, policy: RestartPolicy) -> PluginHost:
+    """A plugin host as the reference host makes it, with a restart policy of the test's."""
+    protected = SandboxSettings(protected=(str(home.root),))
+    return PluginHost(base_directory=str(home.data_dir), restart=policy, sandbox=protected)
+
+
 def test_a_crash_loop_backs_off_then_shows_failed_with_stderr_in_status(
     home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
 ) -> None:
-    marker = tmp_path / "starts"
-    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" refuse-restart "{marker}"\n'
-    src = write_source(tmp_path, "fake", executable=script.encode())
+    marker, script, caps = refusing_restarts(tmp_path)
+    src = write_source(tmp_path, "fake", executable=script, capabilities=caps)
     install_signed(home, publisher, src, tmp_path)
     policy = RestartPolicy(initial_backoff=0.05, max_crashes=3, window=60.0)
-    host = ReferenceHost(
-        home, dev_mode=False, plugin_host=PluginHost(base_directory=str(home.root), restart=policy)
-    )
+    host = ReferenceHost(home, dev_mode=False, plugin_host=supervised(home, policy))
     booted.append(host)
     host.boot()
     pid = module_row(host, "fake")["pid"]
@@ -404,16 +421,13 @@ def test_a_plugin_named_like_a_host_module_is_refused_and_the_host_boots(
 def test_a_plugin_that_fails_for_good_stops_its_dependents(
     home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
 ) -> None:
-    marker = tmp_path / "starts"
-    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" refuse-restart "{marker}"\n'
-    base = write_source(tmp_path, "base", executable=script.encode())
+    _, script, caps = refusing_restarts(tmp_path)
+    base = write_source(tmp_path, "base", executable=script, capabilities=caps)
     install_signed(home, publisher, base, tmp_path)
     src = write_source(tmp_path, "user", plugins={"base": ">=1"})
     install_signed(home, publisher, src, tmp_path)
     policy = RestartPolicy(initial_backoff=0.05, max_crashes=2, window=60.0)
-    host = ReferenceHost(
-        home, dev_mode=False, plugin_host=PluginHost(base_directory=str(home.root), restart=policy)
-    )
+    host = ReferenceHost(home, dev_mode=False, plugin_host=supervised(home, policy))
     booted.append(host)
     host.boot()
     assert module_row(host, "user")["state"] == "running"

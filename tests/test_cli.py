@@ -159,7 +159,8 @@ def running_host(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         str(tmp_path / "dist" / "hosts-1.0.0"),
         str(tmp_path / "dist" / "allowlist-1.0.0"),
     )
-    hosts_file = tmp_path / "hosts"
+    hosts_file = cli.home / "data" / "hosts" / "hosts"  # its data folder, which it may read
+    hosts_file.parent.mkdir(parents=True)
     hosts_file.write_text("192.0.2.7 printer.lan\n")
     entries = json.loads((cli.home / "plugins.json").read_text())
     entries[0]["config"] = {"path": str(hosts_file)}

@@ -58,7 +58,9 @@ def test_a_plugin_runs_without_new_privileges_core_dumps_or_unbounded_files(
 ) -> None:
     host.add(spec("limited"))
     assert host.start_all() == {}
-    pid = host.get("limited").pid
+    process = host.get("limited").process
+    assert process is not None
+    pid = process.server_pid  # the plugin itself, inside its sandbox
     assert pid is not None
     status = Path(f"/proc/{pid}/status").read_text()
     assert "NoNewPrivs:\t1" in status
@@ -68,7 +70,6 @@ def test_a_plugin_runs_without_new_privileges_core_dumps_or_unbounded_files(
     }
     assert limits["Max core file size"] == ["0", "0"]
     assert limits["Max open files"] == [str(MAX_OPEN_FILES)] * 2
-    # exec'd in place: the pid the host watches is the plugin itself
     assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1] == str(FAKE_PLUGIN).encode()
     assert host.decide(accept_conn()).verdict == network_pb2.VERDICT_ACCEPT
 
@@ -99,7 +100,7 @@ while not host.get("orphan").running:
     if time.monotonic() > deadline:
         sys.exit("the plugin did not start")
     time.sleep(0.02)
-print(host.get("orphan").pid, flush=True)
+print(host.get("orphan").pid, host.get("orphan").process.server_pid, flush=True)
 time.sleep(120)
 """
 
@@ -116,11 +117,11 @@ def test_kill_9_of_the_host_ends_its_plugins(tmp_path: Path) -> None:
     )
     try:
         assert host.stdout is not None
-        plugin_pid = int(host.stdout.readline())
-        assert alive(plugin_pid)
+        pids = [int(pid) for pid in host.stdout.readline().split()]  # sandbox, plugin
+        assert len(pids) == 2 and all(map(alive, pids))
         os.kill(host.pid, signal.SIGKILL)
         host.wait(5)
-        assert wait_for(lambda: not alive(plugin_pid), timeout=5.0)
+        assert wait_for(lambda: not any(map(alive, pids)), timeout=5.0)
     finally:
         host.kill()
         host.wait(5)

@@ -18,6 +18,7 @@ from packaging.version import Version
 
 from host.runtime import PluginHost, PluginSpec
 from host.services.backchannel import HostServices
+from loader.capabilities import parse_capabilities
 from loader.errors import LoaderError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
@@ -35,11 +36,14 @@ TYPE_A, TYPE_PTR, TYPE_AAAA = 1, 12, 28
 
 
 def spec(name: str, config: object = None) -> PluginSpec:
+    """The example as the host runs it, confined to the capabilities its plugin.toml declares."""
+    declared = tomllib.loads((EXAMPLES / name / "plugin.toml").read_text())
     return PluginSpec(
         name=name,
         argv=(str(EXAMPLES / name / "plugin"),),
         types=PLUGINS[name],
         static_config=json.dumps(config).encode() if config is not None else b"",
+        capabilities=parse_capabilities(declared.get("capabilities", {}), where=name),
     )
 
 
@@ -112,7 +116,8 @@ def ask(host: PluginHost, name: str, qtype: int) -> resolver_pb2.DNSResponse | N
 
 
 def test_hosts_answers_from_the_file(host: PluginHost, tmp_path: Path) -> None:
-    hosts_file = tmp_path / "hosts"
+    hosts_file = tmp_path / "hosts" / "hosts"  # in its data folder, which it may read
+    hosts_file.parent.mkdir()
     hosts_file.write_text(HOSTS)
     start(host, "hosts", {"path": str(hosts_file)})
 
@@ -141,7 +146,8 @@ def test_hosts_answers_from_the_file(host: PluginHost, tmp_path: Path) -> None:
 
 
 def test_hosts_picks_up_edits_without_a_restart(host: PluginHost, tmp_path: Path) -> None:
-    hosts_file = tmp_path / "hosts"
+    hosts_file = tmp_path / "hosts" / "hosts"  # in its data folder, which it may read
+    hosts_file.parent.mkdir()
     hosts_file.write_text(HOSTS)
     start(host, "hosts", {"path": str(hosts_file)})
     pid = host.get("hosts").pid
@@ -294,7 +300,7 @@ def rows(path: Path) -> list[tuple[object, ...]]:
 
 def test_history_writes_reported_connections(host: PluginHost, tmp_path: Path) -> None:
     start(host, "history")
-    database = tmp_path / "history.sqlite"  # the default: in the base directory
+    database = tmp_path / "history" / "history.sqlite"  # the default: in its data folder
     accepted = conn("example.com.", cid="h1", verdict=ACCEPT)
     accepted.entity.ip, accepted.entity.port = "93.184.215.14", 443
     blocked = conn("tracker.test.", binary="/usr/bin/firefox", cid="h2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from host.errors import HandshakeError, HookAbortedError
+from host.peers import descends_from
 from host.process import PluginProcess
 from host.runtime import PluginHost, PluginSpec, PluginState
 from host.services.backchannel import HostServices
@@ -48,7 +50,7 @@ def host(tmp_path: Path) -> Iterator[PluginHost]:
 
 
 def test_each_type_end_to_end(host: PluginHost, tmp_path: Path) -> None:
-    report_path = tmp_path / "reports.jsonl"
+    report_path = tmp_path / "fake" / "reports.jsonl"  # in its own data folder
     static = json.dumps({"report_path": str(report_path)}).encode()
     host.add(spec("fake", static_config=static))
     assert host.start_all() == {}
@@ -100,7 +102,7 @@ def test_chain_runs_in_configured_order_first_decided_wins(host: PluginHost) -> 
 def test_plugin_without_extensions_is_driven_through_the_pr_calls(
     host: PluginHost, tmp_path: Path
 ) -> None:
-    report_path = tmp_path / "reports.jsonl"
+    report_path = tmp_path / "plain" / "reports.jsonl"
     static = json.dumps({"report_path": str(report_path)}).encode()
     host.add(spec("plain", "no-extensions", static_config=static))
     host.start_all()
@@ -139,7 +141,8 @@ def test_host_services_over_the_broker(host: PluginHost, tmp_path: Path) -> None
     assert wait_for(lambda: len(center.pending()) == 2)
     for pending in center.pending():
         center.answer(pending.event_id, "yes")
-    plain_path, boss_path = tmp_path / "services-plain.json", tmp_path / "services-boss.json"
+    plain_path = tmp_path / "plain" / "services-plain.json"
+    boss_path = tmp_path / "boss" / "services-boss.json"
     assert wait_for(lambda: plain_path.exists() and boss_path.exists())
     plain, boss = json.loads(plain_path.read_text()), json.loads(boss_path.read_text())
 
@@ -272,16 +275,26 @@ def test_missing_or_wrong_cookie(cookie: str | None) -> None:
     assert "started by its host" in str(err.value)
 
 
+def sleeper_below(pid: int) -> int | None:
+    """The fork-child fake's child (`time.sleep(120)`), found from the host's side."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid and descends_from(int(entry), {pid}):
+            with contextlib.suppress(OSError):
+                if b"time.sleep(120)" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    return int(entry)
+    return None
+
+
 def test_stop_ends_children_and_escalates_to_sigkill(host: PluginHost, tmp_path: Path) -> None:
     host.add(spec("forker", "fork-child"))
     host.add(spec("stubborn", "slow-shutdown"))
     host.stop_grace = 0.5
     assert host.start_all() == {}
     forker = host.get("forker")
-    assert forker.process is not None and forker.process.socket_dir is not None
-    child_file = Path(forker.process.socket_dir).parent / f"child-{forker.pid}"
-    child_pid = int(child_file.read_text())
-    child_file.unlink()
+    assert forker.pid is not None
+    assert wait_for(lambda: sleeper_below(forker.pid or 0) is not None)
+    child_pid = sleeper_below(forker.pid)
+    assert child_pid is not None
     started = time.monotonic()
     host.stop_all()
     assert time.monotonic() - started < 10

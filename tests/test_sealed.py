@@ -152,8 +152,8 @@ def test_a_real_plugin_starts_from_its_sealed_bytes() -> None:
         try:
             handshake = proc.start()
             assert handshake.address
-            assert proc.pid is not None
-            exe = os.readlink(f"/proc/{proc.pid}/fd/{sealed.fd}")
+            assert proc.server_pid is not None  # the plugin itself, inside its sandbox
+            exe = os.readlink(f"/proc/{proc.server_pid}/fd/{sealed.fd}")
             assert exe.startswith("/memfd:fake")
         finally:
             proc.stop()

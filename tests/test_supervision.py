@@ -6,6 +6,7 @@ The policy's arithmetic is tested on its own; everything else with real plugin p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -102,6 +103,16 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def running_with(arg: str) -> list[int]:
+    """The live processes whose command line holds `arg`."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if arg.encode() in Path(f"/proc/{entry}/cmdline").read_bytes() and alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
 # -- the policy on its own ----------------------------------------------------------------------
 
 
@@ -172,7 +183,7 @@ def test_sigkill_brings_the_plugin_back_with_a_new_pid(make_host: HostFactory) -
 def test_failing_restarts_back_off_then_give_up_with_the_last_stderr_lines(
     make_host: HostFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "starts"
+    marker = tmp_path / "fake" / "starts"  # its own data folder
     events = Events()
     host = make_host(restart=FAST, on_state=events)
     host.add(spec("refuse-restart", str(marker)))
@@ -258,7 +269,7 @@ def test_stop_during_the_backoff_cancels_the_restart(make_host: HostFactory) -> 
 def test_stop_during_a_restart_attempt_ends_it_at_once(
     make_host: HostFactory, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "starts"
+    marker = tmp_path / "fake" / "starts"  # its own data folder
     host = make_host(restart=FAST, handshake_timeout=30.0)
     host.add(spec("hang-restart", str(marker)))
     host.start_all()
@@ -267,13 +278,14 @@ def test_stop_during_a_restart_attempt_ends_it_at_once(
     # the restarted process is up and hanging before its handshake
     assert wait_for(lambda: len(marker.read_text().splitlines()) == 2, 5.0)
     assert instance.state is STARTING
-    hanging_pid = int(marker.read_text().splitlines()[1].split()[1])
+    hanging = running_with(str(marker))  # as the host sees them: sandbox and plugin
+    assert hanging
 
     started = time.monotonic()
     host.stop("fake")
     assert time.monotonic() - started < 5.0  # not the 30 s handshake timeout
     assert instance.state is STOPPED and instance.restarts == 0
-    assert not alive(hanging_pid)
+    assert not [pid for pid in hanging if alive(pid)]
 
 
 def test_a_listener_may_call_back_into_the_host(make_host: HostFactory) -> None:

@@ -166,9 +166,7 @@ def main() -> None:
     if MODE == "slow-shutdown":
         pm_plugin.on_shutdown(lambda: time.sleep(30))
     if MODE == "fork-child":
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-        with open(os.path.join(os.environ["TMPDIR"], "..", f"child-{os.getpid()}"), "w") as f:
-            f.write(str(child.pid))
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     if MODE == "services":
         pm_plugin.on_init(exercise_host_services)
     if MODE == "no-extensions":

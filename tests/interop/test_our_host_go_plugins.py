@@ -178,7 +178,7 @@ def test_fallback_our_host_runs_go_resolver(host: PluginHost, peers: dict[str, P
 def test_fallback_our_host_runs_go_reporter(
     host: PluginHost, peers: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = tmp_path / "report.jsonl"
+    out = tmp_path / "reporter" / "report.jsonl"  # in its data folder (its base_directory)
     host.add(go_spec(peers, "reporter", types=("reporter",), static_config={"path": str(out)}))
     assert host.start_all() == {}
 
@@ -249,7 +249,7 @@ def test_fallback_our_host_serves_go_services_plugin(
         center.answer(notification.event_id, "ok")
     assert center.pending() == []
 
-    files = {name: tmp_path / f"services-{name}.json" for name in ("plain", "boss")}
+    files = {name: tmp_path / name / f"services-{name}.json" for name in ("plain", "boss")}
     assert wait_for(lambda: all(path.exists() for path in files.values()), 10.0)
     plain: dict[str, Any] = json.loads(files["plain"].read_text())
     boss: dict[str, Any] = json.loads(files["boss"].read_text())
