@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cli.common import Context, emit, pass_ctx, refusals
-from cli.render import table
+from cli.render import sandboxes, table
 from host import control_requests
 from host.control import ControlServer, request
 from host.reference_host import ReferenceHost
@@ -127,7 +127,10 @@ def _status_text(status: dict[str, Any]) -> str:
         text = "DEV MODE: unsigned plugins run\n" + text
     if status.get("plugins_json_error"):
         text += f"\nplugins.json refused: {status['plugins_json_error']}"
-    return text
+    loud, quiet = sandboxes(status["modules"])
+    if quiet:
+        text += "\n\n" + "\n".join(quiet)
+    return "\n".join([*loud, text])
 
 
 @click.command()

@@ -43,7 +43,7 @@ from host.handshake import (
 )
 from host.peers import descends_from, socket_peer_pid
 from host.plugin_text import loggable
-from host.sandbox import Enforced, SandboxSettings, give_tree, sandbox_command
+from host.sandbox import Enforced, Sandboxed, SandboxSettings, give_tree, sandbox_command
 from loader.capabilities import Capabilities
 
 log = logging.getLogger("pm_plugins.plugin")
@@ -182,8 +182,10 @@ class PluginProcess:
         """
         if self._proc is not None:
             raise RuntimeError(f"plugin {self.name} was already started")
+        sandboxed: Sandboxed | None = None
         try:
-            argv, env = self._prepare()
+            sandboxed, env = self._prepare()
+            argv, fds = sandboxed.argv, (*self.pass_fds, *sandboxed.pass_fds)
             self._proc = spawn(
                 lambda: subprocess.Popen(
                     argv,
@@ -193,7 +195,7 @@ class PluginProcess:
                     env=env,
                     cwd=self.data_dir,
                     start_new_session=True,
-                    pass_fds=self.pass_fds,
+                    pass_fds=fds,
                     close_fds=True,
                 )
             )
@@ -203,6 +205,9 @@ class PluginProcess:
         except OSError as err:
             self._cleanup_dir()
             raise PluginProcessError(f"plugin {self.name} could not be started: {err}") from err
+        finally:
+            if sandboxed is not None:
+                sandboxed.close()
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._spawn(self._drain_stderr, self._proc.stderr)
         self._spawn(self._drain_stdout, self._proc.stdout)
@@ -215,7 +220,7 @@ class PluginProcess:
             raise
         return self.handshake
 
-    def _prepare(self) -> tuple[list[str], dict[str, str]]:
+    def _prepare(self) -> tuple[Sandboxed, dict[str, str]]:
         """Make the socket and data folders (the plugin's own when it has a uid of its own)
         and the sandboxed command line."""
         self.socket_dir = tempfile.mkdtemp(prefix=f"pm-plugins-{self.name[:20]}-")
@@ -236,7 +241,7 @@ class PluginProcess:
             os.chown(self.socket_dir, self.uid, self.uid)
             give_tree(self.data_dir, self.uid)
         env = minimal_environment(self.socket_dir, self.offered_versions, self.data_dir)
-        return sandboxed.argv, env | self.extra_env
+        return sandboxed, env | self.extra_env
 
     def _spawn(self, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(

@@ -24,6 +24,7 @@ process limits only and every status says "unconfined" and why.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ from typing import Any
 
 import pm_plugin
 from host.errors import PluginProcessError
+from host.seccomp import program_fd
 from loader.capabilities import Capabilities
 
 __all__ = [
@@ -107,6 +109,12 @@ class Sandboxed:
     uid: int | None
     enforced: Enforced
     binds: tuple[str, ...] = field(default=(), repr=False)
+    pass_fds: tuple[int, ...] = ()  # the seccomp program's: close once the plugin started
+
+    def close(self) -> None:
+        for fd in self.pass_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def uid_for(name: str, taken: Collection[int] = ()) -> int:
@@ -118,10 +126,16 @@ def uid_for(name: str, taken: Collection[int] = ()) -> int:
     return FIRST_UID + offset
 
 
-@functools.cache
 def _tools() -> tuple[dict[str, str], str]:
-    """The tools found, and why bubblewrap cannot be used ("" when it can)."""
-    found = {n: p for n in ("prlimit", "setpriv", "bwrap") if (p := shutil.which(n))}
+    """The tools found on PATH, and why bubblewrap cannot be used ("" when it can)."""
+    return _tools_on(os.environ.get("PATH", os.defpath))
+
+
+@functools.cache
+def _tools_on(search_path: str) -> tuple[dict[str, str], str]:
+    found = {
+        n: p for n in ("prlimit", "setpriv", "bwrap") if (p := shutil.which(n, path=search_path))
+    }
     missing = [n for n in ("prlimit", "setpriv") if n not in found]
     if missing:
         raise PluginProcessError(
@@ -220,9 +234,10 @@ def sandbox_command(
         drop = [tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         drop += ["--inh-caps=-all", "--bounding-set=-all", "--"]
     bwrap = [tools["bwrap"], *_namespaces(network=bool(caps.network)), *binds]
-    bwrap += ["--chdir", data_dir, "--"]
+    fds: tuple[int, ...] = () if caps.processes else (program_fd(),)
+    bwrap += [*(a for fd in fds for a in ("--seccomp", str(fd))), "--chdir", data_dir, "--"]
     full = [tools["prlimit"], *_limits(uid is not None), "--", *guard, *bwrap, *drop, *argv]
-    return Sandboxed(full, uid, _confined(caps, uid), tuple(binds))
+    return Sandboxed(full, uid, _confined(caps, uid), tuple(binds), fds)
 
 
 def _binds(
@@ -316,7 +331,8 @@ def _confined(caps: Capabilities, uid: int | None) -> Enforced:
         confined=True,
         filesystem=files,
         network=network,
-        processes="own PID namespace, no new privileges, ends with the host",
+        processes=("may start child processes" if caps.processes else "no child processes")
+        + "; own PID namespace, no new privileges, ends with the host",
         uid=f"{uid} (own unprivileged uid)" if uid is not None else "the host's (not root)",
         limits=_limits_words(uid is not None),
     )
@@ -327,7 +343,8 @@ def _unconfined(reason: str) -> Enforced:
         confined=False,
         filesystem="UNCONFINED: everything the host's uid can reach",
         network="UNCONFINED: host network",
-        processes="no new privileges, ends with the host (no PID namespace)",
+        processes="UNCONFINED: may start child processes (no PID namespace); no new "
+        "privileges, ends with the host",
         uid="the host's",
         limits=_limits_words(False),
         reason=reason,

@@ -195,6 +195,13 @@ def test_boot_status_query_disable_and_stop(cli: Cli, running_host: subprocess.P
         "hosts": "running",
         "allowlist": "running",
     }
+    hosts = next(m for m in status["modules"] if m["name"] == "hosts")
+    assert hosts["sandbox"]["confined"] is True
+    assert hosts["sandbox"]["network"] == "none (own network namespace)"
+    assert hosts["sandbox"]["processes"].startswith("no child processes; own PID namespace")
+    text = cli("status").stdout
+    assert "plugin hosts: confined\n  filesystem: own data folder, runtime read-only, read " in text
+    assert "UNCONFINED" not in text
     dns = json.loads(cli("query", "dns", "printer.lan", "--json").stdout)
     assert dns["answered_by"] == "hosts" and dns["records"][0]["data"] == "192.0.2.7"
     hook = cli("query", "hook", "PreAuthCheck", "--entity", "bob", "--meta", "team:red")

@@ -18,6 +18,7 @@ from host.peers import descends_from
 from host.process import PluginProcess
 from host.runtime import PluginHost, PluginSpec, PluginState
 from host.services.backchannel import HostServices
+from loader.capabilities import Capabilities
 from loader.errors import LoaderError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import config_pb2, network_pb2, resolver_pb2
@@ -286,7 +287,7 @@ def sleeper_below(pid: int) -> int | None:
 
 
 def test_stop_ends_children_and_escalates_to_sigkill(host: PluginHost, tmp_path: Path) -> None:
-    host.add(spec("forker", "fork-child"))
+    host.add(spec("forker", "fork-child", capabilities=Capabilities(processes=True)))
     host.add(spec("stubborn", "slow-shutdown"))
     host.stop_grace = 0.5
     assert host.start_all() == {}
