@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pm_plugin
+from host import landlock
 from host.errors import PluginProcessError
 from host.seccomp import program_fd
 from loader.capabilities import Capabilities
@@ -236,6 +237,7 @@ def sandbox_command(
     bwrap = [tools["bwrap"], *_namespaces(network=bool(caps.network)), *binds]
     fds: tuple[int, ...] = () if caps.processes else (program_fd(),)
     bwrap += [*(a for fd in fds for a in ("--seccomp", str(fd))), "--chdir", data_dir, "--"]
+    drop += _network_rules(caps)
     full = [tools["prlimit"], *_limits(uid is not None), "--", *guard, *bwrap, *drop, *argv]
     return Sandboxed(full, uid, _confined(caps, uid), tuple(binds), fds)
 
@@ -268,7 +270,8 @@ def _binds(
             out += ["--ro-bind", link, link]
     out += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     etc = _ETC_BASE + (_ETC_NETWORK if caps.network else ())
-    ro = [*etc, *_runtime(), *_executable(argv)]
+    rules = [landlock.__file__] if _network_rules(caps) else []
+    ro = [*etc, *_runtime(), *_executable(argv), *rules]
     for path in ro:
         if os.path.exists(path):
             parents(path)
@@ -318,15 +321,35 @@ def give_tree(folder: str, uid: int) -> None:
             os.chown(os.path.join(top, entry), uid, uid, follow_symlinks=False)
 
 
+def _network_rules(caps: Capabilities) -> list[str]:
+    """The Landlock step (host.landlock) a plugin that declared network starts through:
+    TCP connect only to its declared ports, no host abstract socket, no signal outside;
+    nothing when it declared no network (its namespace has none) or the kernel has no
+    Landlock scopes."""
+    if not caps.network or landlock.abi() < landlock.SCOPES_ABI:
+        return []
+    tcp = "any" if caps.network_any else ",".join(map(str, caps.ports("tcp")))
+    return [sys.executable, "-I", "-S", landlock.__file__, "--tcp", tcp, "--"]
+
+
+def _network_words(caps: Capabilities) -> str:
+    if not caps.network:
+        return "none (own network namespace)"
+    if landlock.abi() < landlock.SCOPES_ABI:
+        return f"host network ({', '.join(caps.network)} declared; not narrowed: no Landlock)"
+    if caps.network_any:
+        return "host network, any destination; no host abstract sockets (Landlock)"
+    tcp = ", ".join(map(str, caps.ports("tcp"))) or "none"
+    udp = ", ".join(map(str, caps.ports("udp")))
+    words = f"host network: TCP connect to {tcp} only, no host abstract sockets (Landlock)"
+    udp_words = f"UDP {udp} declared, UDP ports not enforced" if udp else "UDP not restricted"
+    return f"{words}; {udp_words} (Landlock has no UDP rules)"
+
+
 def _confined(caps: Capabilities, uid: int | None) -> Enforced:
     extra = [f"read {p}" for p in caps.read] + [f"write {p}" for p in caps.write]
     files = "own data folder, runtime read-only" + "".join(f", {e}" for e in extra)
-    if not caps.network:
-        network = "none (own network namespace)"
-    elif caps.network_any:
-        network = "host network, any destination"
-    else:
-        network = f"host network ({', '.join(caps.network)} declared; ports not enforced)"
+    network = _network_words(caps)
     return Enforced(
         confined=True,
         filesystem=files,

@@ -254,6 +254,45 @@ def test_a_plugin_that_declared_network_reaches_it(
     assert accepted(listener)
 
 
+def test_a_plugin_that_declared_other_tcp_ports_cannot_connect_to_this_one(
+    host: PluginHost, state: State, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    caps = Capabilities(network=(f"tcp:{port + 1}", "udp:53"))
+    outcomes = run_attacks(host, state, attacker([("tcp", str(port))], caps))
+    assert outcomes[f"tcp {port}"].startswith("refused: PermissionError")
+    assert not accepted(listener)
+    enforced = host.get("attacker").process.enforced  # type: ignore[union-attr]
+    assert enforced is not None and enforced.network == (
+        f"host network: TCP connect to {port + 1} only, no host abstract sockets (Landlock); "
+        "UDP 53 declared, UDP ports not enforced (Landlock has no UDP rules)"
+    )
+
+
+def test_a_plugin_that_declared_its_tcp_port_connects(
+    host: PluginHost, state: State, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    caps = Capabilities(network=(f"tcp:{port}",))
+    outcomes = run_attacks(host, state, attacker([("tcp", str(port))], caps))
+    assert outcomes[f"tcp {port}"] == "ok: connected"
+    assert accepted(listener)
+
+
+def test_a_plugin_with_network_reaches_no_abstract_socket_of_the_host(
+    host: PluginHost, state: State
+) -> None:
+    name = f"pm-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind("\0" + name)
+        server.listen(1)
+        server.settimeout(0.5)
+        caps = Capabilities(network=("any",))
+        outcomes = run_attacks(host, state, attacker([("abstract", name)], caps))
+        assert outcomes[f"abstract {name}"].startswith("refused: PermissionError")
+        assert not accepted(server)
+
+
 # -- processes ----------------------------------------------------------------------------------
 
 

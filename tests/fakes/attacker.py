@@ -79,6 +79,14 @@ def tcp(port: str) -> str:
     return "ok: connected"
 
 
+def abstract(name: str) -> str:
+    """Connect to an abstract unix socket (no file: it lives in the network namespace)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect("\0" + name)
+    return "ok: connected"
+
+
 def spawn(marker: str) -> str:
     """A grandchild in a session of its own, which outlives its parent."""
     code = "import os, time; os.setsid(); time.sleep(300)"
@@ -103,6 +111,7 @@ KINDS: dict[str, Callable[[str], str]] = {
     "grpc": list_plugins,
     "other-sockets": other_sockets,
     "tcp": tcp,
+    "abstract": abstract,
     "spawn": spawn,
     "kill": kill,
     "memory": memory,
