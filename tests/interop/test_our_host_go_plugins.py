@@ -106,6 +106,12 @@ def test_fallback_our_host_runs_go_decider(
     caplog.set_level(logging.DEBUG, logger="pm_plugins.plugin.decider")
     host.add(go_spec(peers, "decider", types=("decider",)))
     assert host.start_all() == {}
+    # confined as every plugin is: no network, no child processes, own PID namespace
+    process = host.get("decider").process
+    assert process is not None and process.enforced is not None
+    assert process.enforced.confined and process.enforced.network.startswith("none")
+    assert process.enforced.processes.startswith("no child processes; own PID namespace")
+    assert process.server_pid is not None and process.server_pid != process.pid
 
     for domain in ("example.com.", "safing.io."):
         verdict = host.decide(conn(domain))
