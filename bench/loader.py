@@ -60,7 +60,6 @@ from loader.boot import (
 )
 from loader.home import Home
 from loader.host_modules import plan_for_host
-from loader.lockfile import read_lock
 from loader.manifest import Artifact, Manifest, Requires, format_created, manifest_to_bytes
 from loader.modules import ModuleManager, ModuleState
 from loader.sealed import read_once
@@ -183,9 +182,7 @@ def boot_once(home: Home, trust: TrustStore, n: int) -> Boot:
 def plan_once(home: Home, trust: TrustStore, n: int) -> int:
     """Nanoseconds of the loader's decision alone, as `ReferenceHost.boot` makes it."""
     began = time.perf_counter_ns()
-    plan = plan_for_host(
-        home, trust=trust, dev_mode=False, threshold=1, lock=read_lock(home.lock_file)
-    )
+    plan = plan_for_host(home, trust=trust, dev_mode=False, threshold=1)
     took = time.perf_counter_ns() - began
     if not plan.ok or len(plan.runnable()) != n:
         raise RuntimeError(f"plan_boot refused plugins: {[p.reason for p in plan.plugins]}")

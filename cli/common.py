@@ -15,10 +15,12 @@ from keys.errors import KeysError
 from keys.store import TrustStore
 from loader.errors import LoaderError
 from loader.home import Home, dev_mode_from, read_host_settings
+from registry_client.default_index import ensure_default_registry
 from registry_client.installer import InstallError
 from registry_client.package import PackageError
+from registry_client.registry_install import open_clients
 from registry_client.resolve import ResolutionError
-from registry_client.tuf_client import RegistryError
+from registry_client.tuf_client import RegistryClient, RegistryError
 
 
 @dataclass
@@ -62,3 +64,14 @@ def refusals() -> Iterator[None]:
 
 def emit(data: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+
+
+def progress(line: str) -> None:
+    """A line about long work, on stderr (stdout stays the command's answer)."""
+    click.echo(line, err=True)
+
+
+def registry_clients(ctx: Context) -> list[RegistryClient]:
+    """The configured registries, refreshed; the embedded default one on first use."""
+    ensure_default_registry(ctx.home, progress)
+    return open_clients(ctx.home, progress)

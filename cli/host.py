@@ -19,7 +19,6 @@ from host.reference_host import ReferenceHost
 from loader.home import dev_mode_from, read_host_settings
 from loader.host_modules import OFF_BY_DEFAULT, plan_for_host
 from loader.journal import reading
-from loader.lockfile import read_lock
 
 # -- verify, boot, status, query ------------------------------------------------------------
 
@@ -36,7 +35,6 @@ def verify(ctx: Context, as_json: bool) -> None:
             trust=ctx.trust(),
             dev_mode=dev_mode,
             threshold=ctx.threshold(),
-            lock=read_lock(ctx.home.lock_file),
         )
     data = {
         "dev_mode": dev_mode,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from cli import catalog
 from cli import host as cli_host
 from cli import keys as cli_keys
 from cli import plugins as cli_plugins
@@ -54,8 +55,8 @@ for _command in (
     cli_plugins.upgrade,
     cli_plugins.uninstall_cmd,
     cli_plugins.list_cmd,
-    cli_plugins.search,
-    cli_plugins.info,
+    catalog.search,
+    catalog.info,
     cli_plugins.update,
     cli_registries.registry,
     cli_host.verify,

@@ -1,5 +1,5 @@
-"""`pm-plugins install | upgrade | uninstall | list | search | info | update`: what is
-installed, and what the registries offer."""
+"""`pm-plugins install | upgrade | uninstall | list | update`: what is installed, and
+changing it (what the registries offer is cli.catalog)."""
 
 from __future__ import annotations
 
@@ -10,38 +10,29 @@ from pathlib import Path
 from typing import Any
 
 import click
-from packaging.version import InvalidVersion, Version
 
-from cli.common import Context, emit, pass_ctx, refusals
+from cli.common import Context, emit, pass_ctx, progress, refusals, registry_clients
 from cli.render import may, table
-from loader.capabilities import Capabilities
 from loader.host_modules import plan_for_host
 from loader.journal import reading
 from loader.lockfile import read_lock
 from loader.plugins_json import read_plugins_json
 from registry_client.consent import Ask, Widening, ask_consent
-from registry_client.default_index import ensure_default_registry
 from registry_client.installer import (
     InstallResult,
     install_many,
     read_package,
     uninstall,
 )
-from registry_client.reading import installed_capabilities
 from registry_client.registry_install import (
     BarFactory,
     Chosen,
     choose,
-    index_capabilities,
     install_from_index,
-    open_clients,
 )
+from registry_client.replacing import Replacing
 from registry_client.resolve import parse_request
-from registry_client.tuf_client import RegistryClient, Release
-
-
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
+from registry_client.tuf_client import RegistryClient
 
 
 @contextlib.contextmanager
@@ -65,26 +56,42 @@ def _asker() -> Ask | None:
     return _allow if sys.stdin.isatty() else None
 
 
+def _replacing(downgrade: bool, new_signer: bool) -> Replacing:
+    """The flags, and the terminal's question about a new signer (none without a terminal)."""
+    ask = (
+        (lambda c: click.confirm(c.question(), default=False, err=True))
+        if sys.stdin.isatty()
+        else None
+    )
+    return Replacing(downgrade, new_signer, ask)
+
+
 _ALLOW_HELP = "Allow releases that ask for more capabilities than the installed version."
-
-
-def _clients(ctx: Context) -> list[RegistryClient]:
-    """The configured registries, refreshed; the embedded default one on first use."""
-    ensure_default_registry(ctx.home, _progress)
-    return open_clients(ctx.home, _progress)
+_SIGNER_HELP = "Allow a release signed by none of the keys that signed the installed one."
+_DOWNGRADE_HELP = "Allow installing a release older than the installed one."
 
 
 @click.command()
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--pre", is_flag=True, help="Consider pre-releases.")
 @click.option("--allow-capabilities", is_flag=True, help=_ALLOW_HELP)
+@click.option("--allow-downgrade", is_flag=True, help=_DOWNGRADE_HELP)
+@click.option("--allow-new-signer", is_flag=True, help=_SIGNER_HELP)
 @pass_ctx
-def install(ctx: Context, targets: tuple[str, ...], pre: bool, allow_capabilities: bool) -> None:
+def install(
+    ctx: Context,
+    targets: tuple[str, ...],
+    pre: bool,
+    allow_capabilities: bool,
+    allow_downgrade: bool,
+    allow_new_signer: bool,
+) -> None:
     """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
     ./PATH of a package directory (in dev mode also a plugin source directory)."""
     paths = [t for t in targets if "/" in t or t.startswith(".")]  # ./hosts, not hosts
     if paths and len(paths) != len(targets):
         raise click.ClickException("install either names from the registry or paths, not both")
+    replacing = _replacing(allow_downgrade, allow_new_signer)
     with refusals():
         if paths:
             releases = [
@@ -93,23 +100,28 @@ def install(ctx: Context, targets: tuple[str, ...], pre: bool, allow_capabilitie
                 )
                 for t in paths
             ]
+            allowed = replacing.ask_about(ctx.home, releases)
             consent = ask_consent(ctx.home, releases, allow=allow_capabilities, ask=_asker())
-            results = install_many(ctx.home, releases, consent=consent)
+            results = install_many(ctx.home, releases, consent=consent, allowed=allowed)
         else:
             for target in targets:  # a malformed request fails before any network
                 parse_request(target)
-            clients = _clients(ctx)
+            clients = registry_clients(ctx)
             chosen = choose(ctx.home, targets, clients, pre=pre)
             if not chosen:
                 click.echo("nothing to do: the requested plugins are installed")
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
-            results = _fetch_and_install(ctx, chosen, clients, allow_capabilities)
+            results = _fetch_and_install(ctx, chosen, clients, allow_capabilities, replacing)
     _report_installs(results)
 
 
 def _fetch_and_install(
-    ctx: Context, chosen: list[Chosen], clients: list[RegistryClient], allow: bool
+    ctx: Context,
+    chosen: list[Chosen],
+    clients: list[RegistryClient],
+    allow: bool,
+    replacing: Replacing,
 ) -> list[InstallResult]:
     """Download the chosen releases through TUF, verify them as the loader will (trust store
     and signature threshold), ask for consent to wider capabilities, and install them as one
@@ -119,11 +131,12 @@ def _fetch_and_install(
         chosen,
         clients,
         trust=ctx.trust(),
-        progress=_progress,
+        progress=progress,
         bar=_download_bar(),
         threshold=ctx.threshold(),
         allow_capabilities=allow,
         ask=_asker(),
+        replacing=replacing,
     )
 
 
@@ -135,7 +148,6 @@ def _note_refused(ctx: Context, names: list[str]) -> None:
             trust=ctx.trust(),
             dev_mode=ctx.dev_mode(),
             threshold=ctx.threshold(),
-            lock=read_lock(ctx.home.lock_file),
         )
     for row in plan.plugins:
         if row.name in names and not row.runs:
@@ -147,7 +159,7 @@ def _report_installs(results: list[InstallResult]) -> None:
         how = f"signed by {result.signed_by}" if result.key_id else result.signed_by
         verb = "already installed" if result.unchanged else "installed"
         if result.replaced:
-            verb = f"upgraded from {result.replaced}"
+            verb = f"{'downgraded' if result.downgrade else 'upgraded'} from {result.replaced}"
         click.echo(f"{result.name} {result.version}: {verb}, {how}")
         click.echo("\n".join(may(result.capabilities)))
         for name in result.missing:
@@ -158,9 +170,17 @@ def _report_installs(results: list[InstallResult]) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--pre", is_flag=True, help="Consider pre-releases.")
 @click.option("--allow-capabilities", is_flag=True, help=_ALLOW_HELP)
+@click.option("--allow-new-signer", is_flag=True, help=_SIGNER_HELP)
 @pass_ctx
-def upgrade(ctx: Context, names: tuple[str, ...], pre: bool, allow_capabilities: bool) -> None:
-    """Upgrade NAMEs (default: every installed plugin) to their newest fitting releases."""
+def upgrade(
+    ctx: Context,
+    names: tuple[str, ...],
+    pre: bool,
+    allow_capabilities: bool,
+    allow_new_signer: bool,
+) -> None:
+    """Upgrade NAMEs (default: every installed plugin) to their newest fitting releases;
+    never to an older one."""
     with refusals():
         installed = read_lock(ctx.home.lock_file)
         unknown = [n for n in names if n not in installed]
@@ -170,18 +190,19 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool, allow_capabilities:
         if not wanted:
             click.echo("no plugins installed")
             return
-        clients = _clients(ctx)
+        clients = registry_clients(ctx)
         if not names:  # every installed plugin that some registry has
             local = [n for n in wanted if not any(c.find(n) for c in clients)]
             for name in local:
-                _progress(f"skipping {name}: it is in no configured registry")
+                progress(f"skipping {name}: it is in no configured registry")
             wanted = [n for n in wanted if n not in local]
-        chosen = choose(ctx.home, wanted, clients, pre=pre, upgrade=True)
+        chosen = choose(ctx.home, wanted, clients, pre=pre, upgrade=True, note=progress)
         if not chosen:
             click.echo("everything is up to date")
             _note_refused(ctx, wanted)
             return
-        results = _fetch_and_install(ctx, chosen, clients, allow_capabilities)
+        replacing = _replacing(False, allow_new_signer)
+        results = _fetch_and_install(ctx, chosen, clients, allow_capabilities, replacing)
     _report_installs(results)
 
 
@@ -190,137 +211,7 @@ def upgrade(ctx: Context, names: tuple[str, ...], pre: bool, allow_capabilities:
 def update(ctx: Context) -> None:
     """Refresh the TUF metadata of every registry."""
     with refusals():
-        _clients(ctx)
-
-
-@click.command()
-@click.argument("text", default="")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def search(ctx: Context, text: str, as_json: bool) -> None:
-    """Plugins in the index whose name or description contains TEXT."""
-    with refusals():
-        found = []
-        for client in _clients(ctx):
-            for release in client.releases():
-                haystack = f"{release.name} {release.description}".lower()
-                if text.lower() in haystack:
-                    found.append((client.name, release))
-    newest: dict[str, tuple[str, Release]] = {}
-    for registry, release in found:
-        seen = newest.get(release.name)
-        if seen is None or _version(release.version) > _version(seen[1].version):
-            newest[release.name] = (registry, release)
-    data: list[dict[str, Any]] = [
-        {
-            "name": r.name,
-            "version": r.version,
-            "types": list(r.types),
-            "description": r.description,
-            "registry": reg,
-        }
-        for reg, r in sorted(newest.values(), key=lambda x: x[1].name)
-    ]
-    rows = [[d["name"], d["version"], ",".join(d["types"]), d["description"]] for d in data]
-    emit(
-        data,
-        as_json,
-        table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
-    )
-
-
-def _version(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return Version("0")
-
-
-@click.command()
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def info(ctx: Context, name: str, as_json: bool) -> None:
-    """Everything the index says about plugin NAME (every release), what its newest release
-    may do (from its signed manifest), and the installed release, if any."""
-    with refusals():
-        found: list[tuple[RegistryClient, Release]] = []
-        for client in _clients(ctx):
-            found = [(client, r) for r in client.find(name)]
-            if found:
-                break
-        if not found:
-            raise click.ClickException(f"no plugin named {name} is in any configured registry")
-        found.sort(key=lambda x: _version(x[1].version), reverse=True)
-        newest = index_capabilities(*found[0])
-        installed = _installed(ctx, name)
-    data = [_release_json(client.name, r) for client, r in found]
-    data[0]["capabilities"] = newest.to_json() if newest else None
-    for entry in data:
-        entry["installed"] = installed is not None and entry["version"] == installed[0]
-        if entry["installed"] and installed is not None:
-            entry["capabilities"] = installed[1].to_json() if installed[1] else None
-    emit(data, as_json, "\n".join(_info_lines(data, newest, installed)))
-
-
-def _release_json(registry: str, r: Release) -> dict[str, Any]:
-    """One release in `info --json`; `capabilities` is read for the newest and the
-    installed release only (null for the others: their manifests are not downloaded)."""
-    return {
-        "name": r.name,
-        "version": r.version,
-        "platform": r.platform,
-        "types": list(r.types),
-        "requires": r.requires,
-        "description": r.description,
-        "publisher": r.publisher,
-        "publisher_key_id": r.publisher_key_id,
-        "size": r.artifact.length,
-        "sha256": r.artifact.sha256,
-        "registry": registry,
-        "capabilities": None,
-    }
-
-
-def _installed(ctx: Context, name: str) -> tuple[str, Capabilities | None] | None:
-    """The installed version of `name` and what it declares (None: an unsigned dev build,
-    which declares nothing signed); None when it is not installed."""
-    with reading(ctx.home):
-        locked = read_lock(ctx.home.lock_file).get(name)
-        if locked is None:
-            return None
-        if locked.signer is None:
-            return locked.version, None
-        return locked.version, installed_capabilities(ctx.home, name, locked.version)
-
-
-def _info_lines(
-    data: list[dict[str, Any]],
-    newest: Capabilities | None,
-    installed: tuple[str, Capabilities | None] | None,
-) -> list[str]:
-    top = data[0]
-    lines = [
-        f"{top['name']}: {top['description']}",
-        f"publisher: {top['publisher']} (key {top['publisher_key_id'][:12]}...)",
-        f"types: {', '.join(top['types'])}",
-        f"requires: host {', '.join(top['requires']['host']) or '-'}; plugins "
-        + (", ".join(f"{k}{v}" for k, v in top["requires"]["plugins"].items()) or "-"),
-    ]
-    if newest is None:
-        lines.append(f"newest release {top['version']}: its manifest cannot be read")
-    else:
-        lines += [f"newest release {top['version']}:", *may(newest)]
-    if installed is not None:
-        version, caps = installed
-        if version == top["version"]:
-            lines.append(f"installed: {version} (the newest)")
-        elif caps is None:
-            lines.append(f"installed: {version} (unsigned: it declares no capabilities)")
-        else:
-            lines += [f"installed: {version}", *may(caps)]
-    lines.append("releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data))
-    return lines
+        registry_clients(ctx)
 
 
 @click.command("uninstall")

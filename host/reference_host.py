@@ -38,7 +38,6 @@ from loader.host_modules import (
     plan_for_host,
 )
 from loader.journal import reading
-from loader.lockfile import Locked, read_lock
 from loader.modules import ModuleManager, ModuleState
 from loader.sealed import SealedExecutable, seal
 from pm_plugin.hooks import HOOK_POINTS
@@ -116,12 +115,13 @@ class ReferenceHost:
                     trust=self.trust,
                     dev_mode=self.dev_mode,
                     threshold=self.threshold,
-                    lock=_lock_or_empty(self.home),
                 )
         except (LoaderError, OSError) as err:  # an unreadable journal or state root: boot
             self.plan = BootPlan([], error=str(err))  # the host's own modules, no plugin
         if self.plan.error:
             log.error("no plugin starts: %s", self.plan.error)
+        for warning in self.plan.warnings:
+            log.warning("%s", warning)
         for name, needs in CORE_MODULES.items():
             core = self.core[name]
             self.modules.register(
@@ -150,13 +150,15 @@ class ReferenceHost:
             return
         row.artifact = None  # the sealed copy is what runs; drop ours
         self._sealed[row.name] = sealed
+        if row.privilege_refusal:
+            log.warning("%s", row.privilege_refusal)
         entry = row.entry
         self.plugins.add(
             PluginSpec(
                 name=row.name,
                 argv=sealed.argv,
                 types=row.types,
-                privileged=entry.privileged,
+                privileged=row.privileged,
                 static_config=entry.config,
                 disable_autostart=entry.disable_autostart,
                 version=row.version or "",
@@ -365,14 +367,6 @@ def _settings_of(home: Home) -> HostSettings:
     except LoaderError as err:
         log.error("%s; using the defaults (one signature, sandbox required)", err)
         return HostSettings()
-
-
-def _lock_or_empty(home: Home) -> dict[str, Locked]:
-    try:
-        return read_lock(home.lock_file)
-    except LoaderError as err:
-        log.error("%s; choosing versions without it", err)
-        return {}
 
 
 def _signer(row: PlannedPlugin) -> str:

@@ -18,6 +18,7 @@ row, and only the entries whose status `runs` are booted.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import platform as platform_module
 import stat
@@ -29,11 +30,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from keys.store import TrustStore
+from loader.binding import lock_mismatch, privilege_refusal, types_refusal
 from loader.errors import LoaderError
 from loader.home import Home
+from loader.lockfile import Locked, read_lock
 from loader.manifest import Manifest
 from loader.order import find_cycle, unsatisfied
-from loader.plugins_json import PluginEntry, read_plugins_json
+from loader.plugins_json import PluginEntry, read_plugins_file
 from loader.sealed import read_once
 from loader.verify import Status, Verdict, verify_plugin
 
@@ -54,6 +57,8 @@ class PlanStatus(enum.StrEnum):
     NOT_INSTALLED = "not-installed"
     NAME_TAKEN = "name-taken"
     REFUSED_DEPENDENCY = "refused-dependency"
+    LOCK_MISMATCH = "lock-mismatch"
+    BAD_ENTRY = "bad-entry"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class PlannedPlugin:
     verdict: Verdict | None = None
     artifact: bytes | None = field(default=None, repr=False)  # the verified bytes
     needs: tuple[str, ...] = ()
+    locked: Locked | None = None  # the lock's record of it
 
     @property
     def name(self) -> str:
@@ -85,10 +91,20 @@ class PlannedPlugin:
 
     @property
     def types(self) -> tuple[str, ...]:
-        """The entry's types, else the signed manifest's."""
+        """The entry's types (a narrowing of the manifest's: see loader.binding), else the
+        signed manifest's."""
         if self.entry.types:
             return self.entry.types
         return self.manifest.types if self.manifest is not None else ()
+
+    @property
+    def privilege_refusal(self) -> str | None:
+        """Why plugins.json's `"privileged": true` does not take effect (loader.binding)."""
+        return privilege_refusal(self.entry, self.verdict, self.locked)
+
+    @property
+    def privileged(self) -> bool:
+        return self.entry.privileged and self.privilege_refusal is None
 
     @property
     def key_id(self) -> str | None:
@@ -109,7 +125,8 @@ class BootPlan:
     """Every configured plugin's row, in plugins.json order, and a file-level error if any."""
 
     plugins: list[PlannedPlugin]
-    error: str | None = None  # plugins.json itself could not be read: nothing runs
+    error: str | None = None  # plugins.json or plugins.lock could not be read: nothing runs
+    warnings: list[str] = field(default_factory=list)  # e.g. unknown fields of plugins.json
 
     def runnable(self) -> list[PlannedPlugin]:
         return [p for p in self.plugins if p.runs]
@@ -132,7 +149,6 @@ def plan_boot(
     trust: TrustStore,
     dev_mode: bool,
     core_modules: Mapping[str, str],
-    locked_versions: Mapping[str, str] | None = None,
     platform: str | None = None,
     threshold: int = 1,
 ) -> BootPlan:
@@ -140,13 +156,15 @@ def plan_boot(
 
     `core_modules` maps the host's own modules to their versions (what `requires.host`
     may name); `threshold` is how many distinct trusted keys must have signed each manifest.
-    Raises nothing for a bad plugin; a bad plugins.json is `BootPlan.error`.
+    Raises nothing for a bad plugin or entry (each gets its row); an unreadable
+    plugins.json or plugins.lock is `BootPlan.error` (the lock binds: without it nothing
+    can be shown to be what was installed).
     """
     try:
-        entries = read_plugins_json(home.plugins_json)
+        found = read_plugins_file(home.plugins_json)
+        locked = read_lock(home.lock_file)
     except LoaderError as err:
         return BootPlan([], error=str(err))
-    locked = dict(locked_versions or {})
     target = platform or this_platform()
     rows = [
         PlannedPlugin(
@@ -156,20 +174,26 @@ def plan_boot(
         )
         if e.name in core_modules
         else _verify_entry(home, e, trust, dev_mode, locked.get(e.name), target, threshold)
-        for e in entries
+        for e in found.entries
+    ]
+    rows += [
+        PlannedPlugin(
+            PluginEntry(bad.name or f"entry-{bad.index}"), PlanStatus.BAD_ENTRY, bad.reason
+        )
+        for bad in found.refused
     ]
     _check_dependencies(rows, core_modules)
-    return BootPlan(rows)
+    return BootPlan(rows, warnings=found.warnings)
 
 
 # -- one entry ------------------------------------------------------------------------------
 
 
-def release_dir_of(home: Home, entry: PluginEntry, locked: str | None) -> tuple[str, Path]:
+def release_dir_of(home: Home, entry: PluginEntry, locked: Locked | None) -> tuple[str, Path]:
     """The installed release an entry means: its version, else the lock's (`locked`), else
     the only one installed. Raises LoaderError naming what is missing or ambiguous."""
     base = home.plugins_dir / entry.name
-    wanted = entry.version or locked
+    wanted = entry.version or (locked.version if locked is not None else None)
     if wanted is not None:
         directory = base / wanted
         if not directory.is_dir() or directory.is_symlink():
@@ -224,7 +248,7 @@ def _verify_entry(
     entry: PluginEntry,
     trust: TrustStore,
     dev_mode: bool,
-    locked: str | None,
+    locked: Locked | None,
     platform: str,
     threshold: int,
 ) -> PlannedPlugin:
@@ -252,26 +276,43 @@ def _verify_entry(
         version=version,
         directory=directory,
         verdict=verdict,
+        locked=locked,
     )
+    if not verdict.runs:
+        return row
+    refusal = _refusal_of(row, artifact_file.name, hashlib.sha256(artifact).hexdigest(), dev_mode)
+    if refusal is not None:
+        row.status, row.reason = refusal
+        row.verdict = _refusal(verdict) if refusal[0] is not PlanStatus.MODIFIED else None
+        return row
+    row.artifact = artifact
     manifest = verdict.manifest
-    if verdict.runs and manifest is not None and manifest.artifact.filename != artifact_file.name:
-        row.status, row.verdict = PlanStatus.MODIFIED, None
-        row.reason = (
-            f"plugin {entry.name}'s artifact is named {artifact_file.name}, the signed "
+    if manifest is not None:
+        row.needs = manifest.requires.host_modules + tuple(n for n, _ in manifest.requires.plugins)
+    return row
+
+
+def _refusal_of(
+    row: PlannedPlugin, artifact_name: str, digest: str, dev_mode: bool
+) -> tuple[PlanStatus, str] | None:
+    """Why a verified row may still not run: its artifact's name, the lock, its types."""
+    entry, manifest, verdict = row.entry, row.manifest, row.verdict
+    assert verdict is not None and row.version is not None
+    if manifest is not None and manifest.artifact.filename != artifact_name:
+        return PlanStatus.MODIFIED, (
+            f"plugin {entry.name}'s artifact is named {artifact_name}, the signed "
             f"manifest says {manifest.artifact.filename}"
         )
-        return row
-    if verdict.runs and verdict.status is Status.UNSIGNED and not entry.types:
-        row.status, row.verdict = PlanStatus.UNSIGNED, _refusal(verdict)
-        row.reason = f'plugin {entry.name} is unsigned and its plugins.json entry lists no "types"'
-        return row
-    if verdict.runs:
-        row.artifact = artifact
-        if manifest is not None:
-            row.needs = manifest.requires.host_modules + tuple(
-                n for n, _ in manifest.requires.plugins
-            )
-    return row
+    bound = lock_mismatch(entry.name, row.version, digest, verdict, row.locked, dev_mode=dev_mode)
+    if bound:
+        return PlanStatus.LOCK_MISMATCH, bound
+    if why := types_refusal(entry, manifest):
+        return PlanStatus.BAD_ENTRY, why
+    if verdict.status is Status.UNSIGNED and not entry.types:
+        return PlanStatus.UNSIGNED, (
+            f'plugin {entry.name} is unsigned and its plugins.json entry lists no "types"'
+        )
+    return None
 
 
 def _refusal(verdict: Verdict) -> Verdict:

@@ -7,12 +7,9 @@ without gRPC, lets `registry_client` ask without importing the runtime.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from keys.store import TrustStore
 from loader.boot import BootPlan, plan_boot
 from loader.home import Home
-from loader.lockfile import Locked
 
 #: The version this host reports to plugins (Configure) and offers to `requires.host`.
 HOST_VERSION = "0.1.0"
@@ -31,21 +28,9 @@ OFF_BY_DEFAULT = ("spn",)
 CORE_VERSIONS: dict[str, str] = dict.fromkeys(CORE_MODULES, HOST_VERSION)
 
 
-def plan_for_host(
-    home: Home,
-    *,
-    trust: TrustStore,
-    dev_mode: bool,
-    threshold: int,
-    lock: Mapping[str, Locked],
-) -> BootPlan:
-    """`plan_boot` as this host makes it (boot, `verify`): its core modules, and versions
-    from `lock` where plugins.json names none."""
+def plan_for_host(home: Home, *, trust: TrustStore, dev_mode: bool, threshold: int) -> BootPlan:
+    """`plan_boot` as this host makes it (boot, `verify`): its core modules, bound by the
+    state root's plugins.lock."""
     return plan_boot(
-        home,
-        trust=trust,
-        dev_mode=dev_mode,
-        core_modules=CORE_VERSIONS,
-        locked_versions={name: e.version for name, e in lock.items()},
-        threshold=threshold,
+        home, trust=trust, dev_mode=dev_mode, core_modules=CORE_VERSIONS, threshold=threshold
     )

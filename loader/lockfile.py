@@ -1,14 +1,21 @@
 """`plugins.lock`: which release of each plugin is installed, and who signed it.
 
 Why this exists: `plugins.json` is the user's choice (what runs, with what config); the lock
-is the installer's record (name -> version, artifact SHA-256, signer key id) that the loader
-uses to pick the installed version when plugins.json names none, and that `list` shows.
-Read under the input rules (strict JSON, exact types, names by `fullmatch`); written
-(`dumps_lock`) together with plugins.json through `loader.journal`, so a crash leaves the old
-pair or the new one.
+is the installer's record, and it binds: name -> version, artifact SHA-256, the keys that
+signed it (the plugin's pinned publisher: a release signed by none of them needs the user's
+explicit consent), the registry it came from, and what the user granted it (`privileged`,
+which a release not signed by an official key needs). The loader refuses a release whose
+bytes, version or signers differ from it, and `install --locked` restores exactly it on a new
+machine. Read under the input rules (strict JSON, exact types, names by `fullmatch`; format 1,
+with one `signer`, is still read); written (`dumps_lock`) together with plugins.json through
+`loader.journal`, so a crash leaves the old pair or the new one.
 
-    {"version": 1, "plugins": {"hosts": {"version": "1.0.0", "sha256": "<hex>",
-                                         "signer": "<key id>" | null}}}
+    {"version": 2, "plugins": {"hosts": {"version": "1.0.0", "sha256": "<hex>",
+                                         "signers": ["<key id>", ...], "registry": "default",
+                                         "grants": ["privileged"]}}}
+
+`signers` is empty for a release installed unsigned (dev mode); `registry` is null for one
+installed from a path.
 """
 
 from __future__ import annotations
@@ -24,8 +31,12 @@ from keys.errors import StrictJSONError
 from loader.errors import LoaderError
 from loader.fields import check_name, check_unknown, check_version
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE = (1, 2)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+#: What the user may grant a plugin beyond what its signers earn it.
+GRANTS = ("privileged",)
+_FIELDS = ("version", "sha256", "signers", "registry", "grants")
 
 
 class LockFileError(LoaderError):
@@ -38,11 +49,22 @@ class Locked:
 
     version: str
     sha256: str
-    signer: str | None  # None: installed unsigned, in dev mode
+    signers: tuple[str, ...] = ()  # the trusted keys that signed it; () installed unsigned
+    registry: str | None = None  # the registry it came from; None from a path
+    grants: tuple[str, ...] = ()  # what the user granted it (GRANTS)
+
+    @property
+    def signer(self) -> str | None:
+        """The first signer; None for a release installed unsigned (dev mode)."""
+        return self.signers[0] if self.signers else None
 
 
 def read_lock(path: Path) -> dict[str, Locked]:
-    """The lock at `path`; a missing file is an empty lock."""
+    """The lock at `path`; a missing file is an empty lock.
+
+    Raises:
+        LockFileError: unreadable or malformed, naming the file, entry and field.
+    """
     if not path.exists():
         return {}
     source = str(path)
@@ -51,28 +73,42 @@ def read_lock(path: Path) -> dict[str, Locked]:
         strict_json.expect(doc, dict, where=source, what="the document")
         check_unknown(doc, ("version", "plugins"), where=source, what="the document")
         version = strict_json.require(doc, "version", int, where=source)
-        if version != FORMAT_VERSION:
+        if version not in _READABLE:
             raise StrictJSONError(f"{source}: format version {version} is not supported")
         plugins = strict_json.require(doc, "plugins", dict, where=source)
         locked: dict[str, Locked] = {}
         for key, value in plugins.items():
             name = check_name(key, where=source, what='a key of field "plugins"')
-            where = f'{source}: entry "{name}"'
             strict_json.expect(value, dict, where=source, what=f'entry "{name}"')
-            fields = ("version", "sha256", "signer")
-            check_unknown(value, fields, where=source, what=f'entry "{name}"')
-            release = strict_json.require(value, "version", str, where=where)
-            check_version(release, where=where)
-            digest = strict_json.require(value, "sha256", str, where=where)
-            if _SHA256.fullmatch(digest) is None:
-                raise StrictJSONError(f'{where}: field "sha256" is not 64 lowercase hex digits')
-            signer = strict_json.require(value, "signer", (str, type(None)), where=where)
-            if signer is not None and _SHA256.fullmatch(signer) is None:
-                raise StrictJSONError(f'{where}: field "signer" is not a key id')
-            locked[name] = Locked(release, digest, signer)
+            locked[name] = _entry(value, version, where=f'{source}: entry "{name}"')
     except StrictJSONError as err:
         raise LockFileError(str(err)) from err
     return locked
+
+
+def _entry(value: dict[str, Any], format_version: int, *, where: str) -> Locked:
+    fields = ("version", "sha256", "signer") if format_version == 1 else _FIELDS
+    check_unknown(value, fields, where=where, what="the entry")
+    release = strict_json.require(value, "version", str, where=where)
+    check_version(release, where=where)
+    digest = strict_json.require(value, "sha256", str, where=where)
+    if _SHA256.fullmatch(digest) is None:
+        raise StrictJSONError(f'{where}: field "sha256" is not 64 lowercase hex digits')
+    registry, grants = None, []
+    if format_version == 1:
+        signer = strict_json.require(value, "signer", (str, type(None)), where=where)
+        signers: list[Any] = [] if signer is None else [signer]
+    else:
+        signers = strict_json.require(value, "signers", list, where=where)
+        registry = strict_json.require(value, "registry", (str, type(None)), where=where)
+        grants = strict_json.require(value, "grants", list, where=where)
+    if not all(isinstance(k, str) and _SHA256.fullmatch(k) for k in signers):
+        raise StrictJSONError(f'{where}: field "signers" holds something that is not a key id')
+    if registry is not None:
+        check_name(registry, where=where, what='field "registry"')
+    if not all(g in GRANTS for g in grants):
+        raise StrictJSONError(f'{where}: field "grants" may hold only {", ".join(GRANTS)}')
+    return Locked(release, digest, tuple(signers), registry, tuple(grants))
 
 
 def dumps_lock(locked: dict[str, Locked]) -> bytes:
@@ -80,7 +116,13 @@ def dumps_lock(locked: dict[str, Locked]) -> bytes:
     doc: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "plugins": {
-            name: {"version": e.version, "sha256": e.sha256, "signer": e.signer}
+            name: {
+                "version": e.version,
+                "sha256": e.sha256,
+                "signers": list(e.signers),
+                "registry": e.registry,
+                "grants": list(e.grants),
+            }
             for name, e in sorted(locked.items())
         },
     }

@@ -13,7 +13,11 @@ optional addition (PEP 440). ``enabled`` (what issues call it) is read as the ne
 ``disableAutostart``; when both are present they must agree. It is never written.
 
 Every refusal is a :class:`PluginsFileError` whose message is one sentence naming the
-file, the entry (1-based index, and its name when known) and the field.
+file, the entry (1-based index, and its name when known) and the field. Two readers:
+:func:`read_plugins_json` refuses the whole file for any fault (the installer, which writes
+the file back and must not drop what it cannot read); :func:`read_plugins_file` (boot,
+`verify`) refuses a bad entry alone, so the valid ones still boot, and turns an unknown field
+into a warning that names the field it probably meant (`"privilegd"`).
 
 What it leaves to others: whether a named plugin is installed, signed or startable (the
 loader's verification), and what a plugin's ``config`` means (the plugin's).
@@ -24,9 +28,10 @@ the manifest, the lock, the registries file and ``plugin.toml``.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +39,24 @@ from keys import strict_json
 from keys._fs import write_atomic
 from keys.errors import StrictJSONError
 from loader.errors import LoaderError
-from loader.fields import check_name, check_types, check_unknown, check_version, show
+from loader.fields import (
+    check_name,
+    check_types,
+    check_unknown,
+    check_version,
+    is_identifier,
+    show,
+)
 
 __all__ = [
     "PluginEntry",
+    "PluginsFile",
     "PluginsFileError",
+    "RefusedEntry",
     "dumps_plugins_json",
+    "parse_plugins_file",
     "parse_plugins_json",
+    "read_plugins_file",
     "read_plugins_json",
     "write_plugins_json",
 ]
@@ -74,14 +90,37 @@ class PluginEntry:
         return not self.disable_autostart
 
 
-def _entry(obj: Any, index: int, source: str) -> PluginEntry:
+@dataclass(frozen=True)
+class RefusedEntry:
+    """An entry :func:`read_plugins_file` refused, alone: its 1-based index, its name when
+    it has a valid one, and the one-sentence reason."""
+
+    index: int
+    name: str | None
+    reason: str
+
+
+@dataclass
+class PluginsFile:
+    """What :func:`read_plugins_file` found: the valid entries, the refused ones, warnings."""
+
+    entries: list[PluginEntry] = field(default_factory=list)
+    refused: list[RefusedEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _entry(obj: Any, index: int, source: str, warnings: list[str] | None = None) -> PluginEntry:
+    """One entry; unknown fields refuse it, unless `warnings` collects them instead."""
     where = f"{source}: entry {index}"
     strict_json.expect(obj, dict, where=where, what="the entry")
     name = check_name(
         strict_json.require(obj, "name", str, where=where), where=where, what='field "name"'
     )
     where = f"{source}: entry {index} ({show(name)})"
-    check_unknown(obj, _FIELDS, where=where, what="the entry")
+    if warnings is None:
+        check_unknown(obj, _FIELDS, where=where, what="the entry")
+    else:
+        warnings += [_unknown_field(where, key) for key in obj if key not in _FIELDS]
     types = check_types(obj["types"], where=where, non_empty=False) if "types" in obj else ()
 
     config = b""
@@ -140,18 +179,72 @@ def parse_plugins_json(data: bytes, *, source: str = "plugins.json") -> list[Plu
     return entries
 
 
-def read_plugins_json(path: Path | str) -> list[PluginEntry]:
-    """Read and parse ``path``; a missing file is an empty list (nothing configured)."""
-    p = Path(path)
+def _unknown_field(where: str, key: str) -> str:
+    close = difflib.get_close_matches(key, _FIELDS, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    return f"{where}: unknown field {show(key)} is ignored{hint}"
+
+
+def parse_plugins_file(data: bytes, *, source: str = "plugins.json") -> PluginsFile:
+    """Parse leniently: a bad entry is refused alone, an unknown field is a warning.
+
+    Raises :class:`PluginsFileError` only when the file as a whole is unreadable (not
+    JSON, not an array)."""
     try:
-        data = strict_json.read_regular(p, strict_json.DEFAULT_MAX_BYTES, source=str(p))
+        doc = strict_json.loads(data, source=source)
+        strict_json.expect(doc, list, where=source, what="the top level")
+    except StrictJSONError as err:
+        raise PluginsFileError(str(err)) from err
+    found = PluginsFile()
+    first: dict[str, int] = {}
+    for index, obj in enumerate(doc, 1):
+        name = obj.get("name") if isinstance(obj, dict) else None
+        try:
+            entry = _entry(obj, index, source, found.warnings)
+        except StrictJSONError as err:
+            valid = isinstance(name, str) and is_identifier(name) and name not in first
+            known = name if valid else None
+            found.refused.append(RefusedEntry(index, known, str(err)))
+            continue
+        if entry.name in first:
+            found.refused.append(
+                RefusedEntry(
+                    index,
+                    None,
+                    f'{source}: entry {index} ({show(entry.name)}): field "name" repeats the '
+                    f"name of entry {first[entry.name]}; this entry is ignored",
+                )
+            )
+            continue
+        first[entry.name] = index
+        found.entries.append(entry)
+    return found
+
+
+def _read_bytes(p: Path) -> bytes | None:
+    try:
+        return strict_json.read_regular(p, strict_json.DEFAULT_MAX_BYTES, source=str(p))
     except FileNotFoundError:
-        return []
+        return None
     except OSError as err:
         raise PluginsFileError(f"{p}: cannot be read ({err.strerror or err})") from err
     except StrictJSONError as err:
         raise PluginsFileError(str(err)) from err
-    return parse_plugins_json(data, source=str(p))
+
+
+def read_plugins_json(path: Path | str) -> list[PluginEntry]:
+    """Read and parse ``path`` strictly; a missing file is an empty list (nothing
+    configured)."""
+    p = Path(path)
+    data = _read_bytes(p)
+    return [] if data is None else parse_plugins_json(data, source=str(p))
+
+
+def read_plugins_file(path: Path | str) -> PluginsFile:
+    """Read ``path`` leniently (:func:`parse_plugins_file`); a missing file is empty."""
+    p = Path(path)
+    data = _read_bytes(p)
+    return PluginsFile() if data is None else parse_plugins_file(data, source=str(p))
 
 
 def _to_json(entry: PluginEntry) -> dict[str, Any]:

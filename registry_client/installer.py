@@ -32,13 +32,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
-
 from loader import journal
 from loader.boot import MANIFEST_FILE
 from loader.capabilities import Capabilities
 from loader.home import Home
-from loader.host_modules import CORE_MODULES
 from loader.journal import changing, commit
 from loader.lockfile import Locked, dumps_lock, read_lock
 from loader.plugins_json import PluginEntry, dumps_plugins_json, read_plugins_json
@@ -50,6 +47,7 @@ from registry_client.reading import (
     installed_requirements,
     read_package,
 )
+from registry_client.replacing import Permission, is_downgrade, keeps_signer, refuse_replacing
 
 __all__ = [
     "InstallError",
@@ -74,6 +72,7 @@ class InstallResult:
     key_id: str | None
     trust_level: str | None
     replaced: str | None = None  # the version it replaced
+    downgrade: bool = False  # it replaced a newer version
     unchanged: bool = False  # the same release was already installed
     missing: list[str] = field(default_factory=list)  # required plugins not configured
     signed_by: str = ""  # Release.signers()
@@ -87,7 +86,11 @@ def install(home: Home, release: Release) -> InstallResult:
 
 
 def install_many(
-    home: Home, releases: list[Release], *, consent: Consent | None = None
+    home: Home,
+    releases: list[Release],
+    *,
+    consent: Consent | None = None,
+    allowed: Permission | None = None,
 ) -> list[InstallResult]:
     """Install several verified releases as one change: every release directory is put in
     place first, then plugins.json and plugins.lock are replaced once (the commit), then
@@ -96,12 +99,14 @@ def install_many(
 
     Refused, before anything is written: a host module's name; a signed release that
     differs from the installed one of the same version (a release never changes); a
+    downgrade or a new signer that `allowed` (`replacing.ask_permission`) does not cover; a
     version that an installed plugin's requirement excludes; a release asking for more
     than the installed version that `consent` (`consent.ask_consent`) does not cover.
     """
     with changing(home):
         entries = read_plugins_json(home.plugins_json)
         locked = read_lock(home.lock_file)
+        refuse_replacing(home, releases, locked, allowed or Permission())
         _refuse(home, releases, locked)
         check_consent(home, releases, locked, consent)
         created: list[Path] = []  # new release folders, taken back on failure
@@ -133,10 +138,18 @@ def _place_all(
         result = _place(home, release, previous, created, swapped)
         old_types = _types_before(home, release.name, previous, entries)
         entries = _with_entry(entries, release, old_types)
-        digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
-        locked[release.name] = Locked(release.version, digest, release.key_id)
+        locked[release.name] = _locked(release, previous)
         results.append(result)
     return results, entries
+
+
+def _locked(release: Release, previous: Locked | None) -> Locked:
+    """The lock's record of `release`: its signers pin the plugin; the user's grants stay
+    only while a pinned key still signs it."""
+    digest = release.manifest.artifact.sha256 if release.manifest else _sha256(release)
+    signers = release.key_ids or ((release.key_id,) if release.key_id else ())
+    grants = previous.grants if previous is not None and keeps_signer(release, previous) else ()
+    return Locked(release.version, digest, tuple(signers), release.registry, grants)
 
 
 def _place(
@@ -160,6 +173,7 @@ def _place(
     )
     if previous is not None and previous.version != release.version:
         result.replaced = previous.version
+        result.downgrade = is_downgrade(release.version, previous.version)
     if _same_release(final, release):
         result.unchanged = True
     elif final.exists() and previous is not None and previous.version == release.version:
@@ -200,12 +214,8 @@ def _finish(
 
 
 def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> None:
-    """The refusals of `install_many`, each one sentence; nothing has been written yet."""
+    """A release never changes: other bytes under an installed signed version are refused."""
     for release in releases:
-        if release.name in CORE_MODULES:
-            raise InstallError(
-                f"refusing to install {release.name}: it has the name of a host module"
-            )
         final = home.release_dir(release.name, release.version)
         current = locked.get(release.name)
         is_installed = current is not None and current.version == release.version
@@ -216,22 +226,6 @@ def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> N
                 f"bytes; a release never changes: give the new build a new version, or "
                 f"uninstall {release.name} first"
             )
-    new_versions = {r.name: r.version for r in releases}
-    for other, (version, requires) in installed_requirements(home).items():
-        if other in new_versions:
-            continue
-        for dep, spec in requires:
-            if dep not in new_versions:
-                continue
-            try:
-                fits = spec.contains(Version(new_versions[dep]), prereleases=True)
-            except InvalidVersion:
-                fits = False
-            if not fits:
-                raise InstallError(
-                    f"installing {dep} {new_versions[dep]} would break {other} {version}, "
-                    f"which needs {dep}{spec}; upgrade or uninstall {other} first"
-                )
 
 
 def _types_before(

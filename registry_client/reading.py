@@ -63,6 +63,7 @@ class Release:
     trust_level: str | None
     manifest: Manifest | None
     key_ids: tuple[str, ...] = ()  # every trusted signer (key_id is the first)
+    registry: str | None = None  # the registry it was downloaded from; None from a path
 
     def signers(self) -> str:
         """`3fa2..., 9b1c... (official)`, or "UNSIGNED (dev mode)"."""
@@ -161,7 +162,7 @@ def installed_requirements(
         pinned = locked[entry.name].version if entry.name in locked else None
         directory: Path | None
         try:
-            version, directory = release_dir_of(home, entry, pinned)
+            version, directory = release_dir_of(home, entry, locked.get(entry.name))
         except LoaderError:  # not (fully) installed: what the lock names, if anything
             version = pinned or ""
             directory = home.release_dir(entry.name, pinned) if pinned else None

@@ -12,6 +12,7 @@ release that asks for more capabilities than the installed version had the user'
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from registry_client.installer import (
     installed_requirements,
     read_package,
 )
+from registry_client.replacing import Replacing
 from registry_client.resolve import Candidate, ResolutionError, Want, parse_request, resolve
 from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
@@ -129,13 +131,18 @@ def choose(
     *,
     pre: bool = False,
     upgrade: bool = False,
+    note: Progress | None = None,
 ) -> list[Chosen]:
     """Resolve `requests` against the index; returns the releases to install (those not
-    already installed at that version)."""
+    already installed at that version). An `upgrade` never goes down: a plugin whose
+    newest release in the index is older than the installed one is kept, with a `note`."""
     parsed = [parse_request(r) for r in requests]
     locked = read_lock(home.lock_file)
     installed = {n: Version(e.version) for n, e in locked.items()}
     index = _Index(clients, this_platform())
+    if upgrade:
+        narrowed = [(n, _not_down(n, spec, installed, index, note)) for n, spec in parsed]
+        parsed = [(n, spec) for n, spec in narrowed if spec is not None]
     asked = {name for name, _ in parsed}
     keep = {n: v for n, v in installed.items() if not upgrade or n not in asked}
     constraints: dict[str, list[Want]] = {}
@@ -153,6 +160,28 @@ def choose(
     return out
 
 
+def _not_down(
+    name: str,
+    spec: SpecifierSet,
+    installed: Mapping[str, Version],
+    index: _Index,
+    note: Progress | None,
+) -> SpecifierSet | None:
+    """`spec`, narrowed to the installed version or newer; None (with a note) when the
+    index has nothing that new."""
+    current = installed.get(name)
+    if current is None:
+        return spec
+    versions = [c.version for c in index.get(name, ())]
+    if not any(v >= current for v in versions):
+        newest = max(versions, default=None)
+        if note is not None:
+            what = f"its newest release there is {newest}" if newest else "it is not there"
+            note(f"keeping {name} {current}: {what} in the registries, and upgrade never goes down")
+        return None
+    return spec & SpecifierSet(f">={current}")
+
+
 def install_from_index(
     home: Home,
     chosen: Sequence[Chosen],
@@ -164,13 +193,16 @@ def install_from_index(
     threshold: int = 1,
     allow_capabilities: bool = False,
     ask: Ask | None = None,
+    replacing: Replacing | None = None,
 ) -> list[InstallResult]:
     """Download every chosen release through TUF, verify each publisher signature, then
     install them all as one change. Any refusal leaves the state root as it was.
 
     A release asking for more capabilities than the installed version is allowed by
     `allow_capabilities` or by `ask` (the terminal's question), else refused
-    (`consent.ask_consent`); the question comes after verification, on the signed asks."""
+    (`consent.ask_consent`); the question comes after verification, on the signed asks.
+    A downgrade or a new signer is allowed only as `replacing` says
+    (`replacing.ask_permission`), asked after verification too."""
     by_name = {c.name: c for c in clients}
     home.ensure()
     work = Path(tempfile.mkdtemp(prefix=".download-", dir=home.root))
@@ -197,9 +229,10 @@ def install_from_index(
                 threshold=threshold,
             )
             progress(f"verified {label}: signed by {candidate.signers()}")
-            verified.append(candidate)
+            verified.append(dataclasses.replace(candidate, registry=pick.registry))
+        allowed = (replacing or Replacing()).ask_about(home, verified)
         consent = ask_consent(home, verified, allow=allow_capabilities, ask=ask)
-        return install_many(home, verified, consent=consent)
+        return install_many(home, verified, consent=consent, allowed=allowed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

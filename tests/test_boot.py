@@ -158,17 +158,9 @@ def test_a_plugin_listed_but_not_installed_gets_its_own_row(home: Home) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "words"),
-    [
-        (b"not json", "is not valid JSON"),
-        (b'[{"types": ["decider"]}]', 'field "name" is missing'),
-        (b'[{"name": "a", "types": "decider"}]', 'field "types" must be a list'),
-        (b'[{"name": "a", "types": ["firewall"]}]', "unknown type"),
-        (b'[{"name": "a"}, {"name": "a"}]', "a"),
-        (b'[{"name": "../x"}]', "not a plain name"),
-    ],
+    ("content", "words"), [(b"not json", "is not valid JSON"), (b'{"name": "a"}', "the top level")]
 )
-def test_malformed_plugins_json_boots_nothing_and_says_why(
+def test_an_unreadable_plugins_json_boots_nothing_and_says_why(
     home: Home, content: bytes, words: str
 ) -> None:
     home.plugins_json.write_bytes(content)
@@ -177,6 +169,56 @@ def test_malformed_plugins_json_boots_nothing_and_says_why(
     assert result.error is not None and str(home.plugins_json) in result.error
     assert words in result.error
     assert not result.ok
+
+
+@pytest.mark.parametrize(
+    ("bad", "name", "words"),
+    [
+        ({"types": ["decider"]}, "entry-1", 'entry 1: field "name" is missing'),
+        ({"name": "a", "types": "decider"}, "a", 'field "types" must be a list'),
+        ({"name": "a", "types": ["firewall"]}, "a", "unknown type"),
+        ({"name": "../x"}, "entry-1", "not a plain name"),
+        ("not an object", "entry-1", "the entry must be"),
+    ],
+)
+def test_one_bad_plugins_json_entry_is_refused_alone_and_the_others_boot(
+    home: Home, publisher: Publisher, tmp_path: Path, bad: object, name: str, words: str
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "good"), tmp_path)
+    good = json.loads(home.plugins_json.read_text())
+    home.plugins_json.write_text(json.dumps([bad, *good]))
+    result = plan(home)
+    assert result.error is None
+    status, reason = row(result, name)
+    assert status is PlanStatus.BAD_ENTRY
+    assert str(home.plugins_json) in reason and words in reason
+    assert row(result, "good")[0] is PlanStatus.VERIFIED
+
+
+def test_a_repeated_plugins_json_entry_is_refused_and_the_first_boots(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "good"), tmp_path)
+    (good,) = json.loads(home.plugins_json.read_text())
+    home.plugins_json.write_text(json.dumps([good, {"name": "good", "privileged": True}]))
+    result = plan(home)
+    status, reason = row(result, "entry-2")
+    assert status is PlanStatus.BAD_ENTRY and "repeats the name of entry 1" in reason
+    assert row(result, "good")[0] is PlanStatus.VERIFIED
+
+
+def test_an_unknown_plugins_json_field_is_a_warning_naming_the_likely_field(
+    home: Home, publisher: Publisher, tmp_path: Path
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "good"), tmp_path)
+    (entry,) = json.loads(home.plugins_json.read_text())
+    home.plugins_json.write_text(json.dumps([entry | {"privilegd": True}]))
+    result = plan(home)
+    assert row(result, "good")[0] is PlanStatus.VERIFIED
+    assert result.warnings == [
+        f'{home.plugins_json}: entry 1 ("good"): unknown field "privilegd" is ignored '
+        '(did you mean "privileged"?)'
+    ]
 
 
 # -- dependencies ---------------------------------------------------------------------------

@@ -332,8 +332,12 @@ def test_the_same_or_less_needs_no_consent(cli: Cli) -> None:
     cli("install", "hosts==1.0.0")
     assert "upgraded from 1.0.0" in cli("install", "hosts==1.1.0").stdout  # the same asks
     cli("upgrade", "hosts", "--allow-capabilities")
-    out = cli("install", "hosts==1.0.0").stdout  # fewer asks: a downgrade asked for by name
-    assert out.startswith("hosts 1.0.0: upgraded from 2.0.0")
+    refused = cli("install", "hosts==1.0.0", ok=False)  # a downgrade needs its own flag
+    assert "refusing to downgrade hosts from 2.0.0 to 1.0.0: pass --allow-downgrade" in (
+        refused.stderr
+    )
+    out = cli("install", "hosts==1.0.0", "--allow-downgrade").stdout  # fewer asks: no consent
+    assert out.startswith("hosts 1.0.0: downgraded from 2.0.0")
 
 
 def test_a_path_install_replacing_a_version_asks_too(cli: Cli, published: Published) -> None:

@@ -92,7 +92,7 @@ def test_package_install_verify_list(cli: Cli, tmp_path: Path) -> None:
     assert "  may: read /etc/hosts" in out.splitlines()
     assert (cli.home / "plugins" / "hosts" / "1.0.0" / "plugin").is_file()
     lock = json.loads((cli.home / "plugins.lock").read_text())
-    assert lock["plugins"]["hosts"]["signer"] == kid
+    assert lock["plugins"]["hosts"]["signers"] == [kid] and lock["version"] == 2
     verified = json.loads(cli("verify", "--json").stdout)
     assert [(p["name"], p["status"]) for p in verified["plugins"]] == [("hosts", "verified")]
     listed = json.loads(cli("list", "--json").stdout)

@@ -130,7 +130,8 @@ def test_install_resolves_and_verifies_over_http(home: Home, registry: Registry)
         ("hosts", "2.0.0", "verified"),
     ]
     lock = observed(home)["lock"]["plugins"]
-    assert lock["hosts"]["signer"] == ed25519.key_id(registry.publisher)
+    assert lock["hosts"]["signers"] == [ed25519.key_id(registry.publisher)]
+    assert lock["hosts"]["registry"] == "test"
     assert leftovers(home) == []
     assert "/metadata/timestamp.json" in registry.server.requests
 

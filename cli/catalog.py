@@ -1,0 +1,147 @@
+"""`pm-plugins search | info`: what the registries offer, and what of it is installed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from packaging.version import InvalidVersion, Version
+
+from cli.common import Context, emit, pass_ctx, refusals, registry_clients
+from cli.render import may, table
+from loader.capabilities import Capabilities
+from loader.journal import reading
+from loader.lockfile import read_lock
+from registry_client.reading import installed_capabilities
+from registry_client.registry_install import index_capabilities
+from registry_client.tuf_client import RegistryClient, Release
+
+
+@click.command()
+@click.argument("text", default="")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def search(ctx: Context, text: str, as_json: bool) -> None:
+    """Plugins in the index whose name or description contains TEXT."""
+    with refusals():
+        found = []
+        for client in registry_clients(ctx):
+            for release in client.releases():
+                haystack = f"{release.name} {release.description}".lower()
+                if text.lower() in haystack:
+                    found.append((client.name, release))
+    newest: dict[str, tuple[str, Release]] = {}
+    for registry, release in found:
+        seen = newest.get(release.name)
+        if seen is None or _version(release.version) > _version(seen[1].version):
+            newest[release.name] = (registry, release)
+    data: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "version": r.version,
+            "types": list(r.types),
+            "description": r.description,
+            "registry": reg,
+        }
+        for reg, r in sorted(newest.values(), key=lambda x: x[1].name)
+    ]
+    rows = [[d["name"], d["version"], ",".join(d["types"]), d["description"]] for d in data]
+    emit(
+        data,
+        as_json,
+        table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
+    )
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return Version("0")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def info(ctx: Context, name: str, as_json: bool) -> None:
+    """Everything the index says about plugin NAME (every release), what its newest release
+    may do (from its signed manifest), and the installed release, if any."""
+    with refusals():
+        found: list[tuple[RegistryClient, Release]] = []
+        for client in registry_clients(ctx):
+            found = [(client, r) for r in client.find(name)]
+            if found:
+                break
+        if not found:
+            raise click.ClickException(f"no plugin named {name} is in any configured registry")
+        found.sort(key=lambda x: _version(x[1].version), reverse=True)
+        newest = index_capabilities(*found[0])
+        installed = _installed(ctx, name)
+    data = [_release_json(client.name, r) for client, r in found]
+    data[0]["capabilities"] = newest.to_json() if newest else None
+    for entry in data:
+        entry["installed"] = installed is not None and entry["version"] == installed[0]
+        if entry["installed"] and installed is not None:
+            entry["capabilities"] = installed[1].to_json() if installed[1] else None
+    emit(data, as_json, "\n".join(_info_lines(data, newest, installed)))
+
+
+def _release_json(registry: str, r: Release) -> dict[str, Any]:
+    """One release in `info --json`; `capabilities` is read for the newest and the
+    installed release only (null for the others: their manifests are not downloaded)."""
+    return {
+        "name": r.name,
+        "version": r.version,
+        "platform": r.platform,
+        "types": list(r.types),
+        "requires": r.requires,
+        "description": r.description,
+        "publisher": r.publisher,
+        "publisher_key_id": r.publisher_key_id,
+        "size": r.artifact.length,
+        "sha256": r.artifact.sha256,
+        "registry": registry,
+        "capabilities": None,
+    }
+
+
+def _installed(ctx: Context, name: str) -> tuple[str, Capabilities | None] | None:
+    """The installed version of `name` and what it declares (None: an unsigned dev build,
+    which declares nothing signed); None when it is not installed."""
+    with reading(ctx.home):
+        locked = read_lock(ctx.home.lock_file).get(name)
+        if locked is None:
+            return None
+        if locked.signer is None:
+            return locked.version, None
+        return locked.version, installed_capabilities(ctx.home, name, locked.version)
+
+
+def _info_lines(
+    data: list[dict[str, Any]],
+    newest: Capabilities | None,
+    installed: tuple[str, Capabilities | None] | None,
+) -> list[str]:
+    top = data[0]
+    lines = [
+        f"{top['name']}: {top['description']}",
+        f"publisher: {top['publisher']} (key {top['publisher_key_id'][:12]}...)",
+        f"types: {', '.join(top['types'])}",
+        f"requires: host {', '.join(top['requires']['host']) or '-'}; plugins "
+        + (", ".join(f"{k}{v}" for k, v in top["requires"]["plugins"].items()) or "-"),
+    ]
+    if newest is None:
+        lines.append(f"newest release {top['version']}: its manifest cannot be read")
+    else:
+        lines += [f"newest release {top['version']}:", *may(newest)]
+    if installed is not None:
+        version, caps = installed
+        if version == top["version"]:
+            lines.append(f"installed: {version} (the newest)")
+        elif caps is None:
+            lines.append(f"installed: {version} (unsigned: it declares no capabilities)")
+        else:
+            lines += [f"installed: {version}", *may(caps)]
+    lines.append("releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data))
+    return lines
