@@ -36,7 +36,7 @@ def verify(ctx: Context, as_json: bool) -> None:
             dev_mode=dev_mode,
             threshold=ctx.threshold(),
         )
-    data = {
+    data: dict[str, Any] = {
         "dev_mode": dev_mode,
         "error": plan.error,
         "plugins": [
@@ -56,7 +56,9 @@ def verify(ctx: Context, as_json: bool) -> None:
     rows = [[r.name, r.version or "-", r.status.value, r.reason] for r in plan.plugins]
     text = table(["NAME", "VERSION", "STATUS", "REASON"], rows) if rows else "no plugins configured"
     if plan.error:
-        text = f"plugins.json refused: {plan.error}"
+        text = f"no plugin can run: {plan.error}"
+    data["warnings"] = plan.warnings
+    text = "\n".join([*(f"warning: {w}" for w in plan.warnings), text])
     emit(data, as_json, text)
     if not plan.ok:
         sys.exit(1)
@@ -124,7 +126,7 @@ def _status_text(status: dict[str, Any]) -> str:
     if status.get("dev_mode"):
         text = "DEV MODE: unsigned plugins run\n" + text
     if status.get("plugins_json_error"):
-        text += f"\nplugins.json refused: {status['plugins_json_error']}"
+        text += f"\nno plugin can run: {status['plugins_json_error']}"
     loud, quiet = sandboxes(status["modules"])
     if quiet:
         text += "\n\n" + "\n".join(quiet)

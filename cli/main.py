@@ -55,6 +55,7 @@ for _command in (
     cli_plugins.upgrade,
     cli_plugins.uninstall_cmd,
     cli_plugins.list_cmd,
+    cli_plugins.grant,
     catalog.search,
     catalog.info,
     cli_plugins.update,

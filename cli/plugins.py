@@ -15,9 +15,10 @@ from cli.common import Context, emit, pass_ctx, progress, refusals, registry_cli
 from cli.render import may, table
 from loader.host_modules import plan_for_host
 from loader.journal import reading
-from loader.lockfile import read_lock
+from loader.lockfile import GRANTS, read_lock
 from loader.plugins_json import read_plugins_json
 from registry_client.consent import Ask, Widening, ask_consent
+from registry_client.grants import set_grant
 from registry_client.installer import (
     InstallResult,
     install_many,
@@ -229,21 +230,35 @@ def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def list_cmd(ctx: Context, as_json: bool) -> None:
-    """Installed plugins: what plugins.json configures and what the lock records."""
-    with refusals():
+    """Installed plugins: what plugins.json configures, what the lock records, and whether
+    the loader would run it (missing, refused and why)."""
+    with refusals(), reading(ctx.home):
         entries = read_plugins_json(ctx.home.plugins_json)
         locked = read_lock(ctx.home.lock_file)
-    data: list[dict[str, Any]] = [
-        {
-            "name": e.name,
-            "version": e.version or (locked[e.name].version if e.name in locked else None),
-            "types": list(e.types),
-            "enabled": e.enabled,
-            "privileged": e.privileged,
-            "signer": locked[e.name].signer if e.name in locked else None,
-        }
-        for e in entries
-    ]
+        plan = plan_for_host(
+            ctx.home, trust=ctx.trust(), dev_mode=ctx.dev_mode(), threshold=ctx.threshold()
+        )
+    rows_by_name = {r.name: r for r in plan.plugins}
+    data: list[dict[str, Any]] = []
+    for e in entries:
+        lock = locked.get(e.name)
+        row = rows_by_name.get(e.name)
+        data.append(
+            {
+                "name": e.name,
+                "version": e.version or (lock.version if lock else None),
+                "types": list(e.types),
+                "enabled": e.enabled,
+                "privileged": e.privileged,
+                "signer": lock.signer if lock else None,
+                "signers": list(lock.signers) if lock else [],
+                "registry": lock.registry if lock else None,
+                "grants": list(lock.grants) if lock else [],
+                "status": row.status.value if row else "refused",
+                "runs": bool(row and row.runs),
+                "reason": (row.reason if row else plan.error) or "",
+            }
+        )
     rows = [
         [
             d["name"],
@@ -251,13 +266,25 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
             ",".join(d["types"]),
             "yes" if d["enabled"] else "no",
             (d["signer"] or "unsigned")[:12],
+            d["status"] if d["runs"] else f"{d['status']}: {d['reason']}",
         ]
         for d in data
     ]
-    emit(
-        data,
-        as_json,
-        table(["NAME", "VERSION", "TYPES", "ENABLED", "SIGNER"], rows)
-        if rows
-        else "no plugins installed",
-    )
+    head = ["NAME", "VERSION", "TYPES", "ENABLED", "SIGNER", "STATUS"]
+    emit(data, as_json, table(head, rows) if rows else "no plugins installed")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("what", type=click.Choice(GRANTS))
+@click.option("--revoke", is_flag=True, help="Take the grant back.")
+@pass_ctx
+def grant(ctx: Context, name: str, what: str, revoke: bool) -> None:
+    """Grant installed plugin NAME what its signers do not earn it: `privileged` (the
+    plugin manager) for a plugin not signed by an official key. Bound to the keys that
+    signed the installed release."""
+    with refusals():
+        locked = set_grant(ctx.home, name, what, granted=not revoke)
+    signers = ", ".join(k[:12] + "..." for k in locked.signers) or "no key (unsigned)"
+    done = "no longer granted" if revoke else "granted"
+    click.echo(f"{name} {locked.version}: {what} {done} (while signed by {signers})")

@@ -285,3 +285,49 @@ def test_package_refuses_the_same_key_twice_and_an_unknown_key(cli: Cli) -> None
     assert "is the same key as an earlier --key; a threshold counts distinct keys" in done.stderr
     done = cli("package", str(EXAMPLES / "hosts"), "--key", "nosuch", ok=False)
     assert "nosuch is neither a key file nor one of your keys" in done.stderr
+
+
+def test_the_lock_binds_in_verify_and_list_and_a_bad_lock_is_still_json(
+    cli: Cli, tmp_path: Path
+) -> None:
+    publish(cli, tmp_path, "hosts")
+    cli("install", str(tmp_path / "dist" / "hosts-1.0.0"))
+    lock = json.loads((cli.home / "plugins.lock").read_text())
+    lock["plugins"]["hosts"]["sha256"] = "0" * 64
+    (cli.home / "plugins.lock").write_text(json.dumps(lock))
+    done = cli("verify", "--json", ok=False)
+    assert done.returncode == 1
+    (row,) = json.loads(done.stdout)["plugins"]
+    assert row["status"] == "lock-mismatch" and "differs from plugins.lock" in row["reason"]
+    (listed,) = json.loads(cli("list", "--json").stdout)
+    assert listed["status"] == "lock-mismatch" and not listed["runs"]
+    assert "lock-mismatch: plugin hosts 1.0.0 differs" in cli("list").stdout
+    (cli.home / "plugins.lock").write_text("{not json")
+    done = cli("verify", "--json", ok=False)
+    assert done.returncode == 1
+    verified = json.loads(done.stdout)  # always JSON
+    assert verified["plugins"] == [] and "plugins.lock" in verified["error"]
+
+
+def test_list_shows_a_configured_plugin_that_is_not_on_disk(cli: Cli, tmp_path: Path) -> None:
+    publish(cli, tmp_path, "hosts")
+    cli("install", str(tmp_path / "dist" / "hosts-1.0.0"))
+    (cli.home / "plugins" / "hosts" / "1.0.0" / "plugin").unlink()
+    (listed,) = json.loads(cli("list", "--json").stdout)
+    assert listed["status"] == "not-installed" and "must hold exactly one artifact" in (
+        listed["reason"]
+    )
+
+
+def test_grant_privileged_is_bound_to_the_signers(cli: Cli, tmp_path: Path) -> None:
+    kid = publish(cli, tmp_path, "hosts")
+    cli("install", str(tmp_path / "dist" / "hosts-1.0.0"))
+    out = cli("grant", "hosts", "privileged").stdout
+    assert out.strip() == f"hosts 1.0.0: privileged granted (while signed by {kid[:12]}...)"
+    lock = json.loads((cli.home / "plugins.lock").read_text())
+    assert lock["plugins"]["hosts"]["grants"] == ["privileged"]
+    cli("grant", "hosts", "privileged", "--revoke")
+    lock = json.loads((cli.home / "plugins.lock").read_text())
+    assert lock["plugins"]["hosts"]["grants"] == []
+    refused = cli("grant", "ghost", "privileged", ok=False)
+    assert refused.returncode == 1 and "plugin ghost is not installed" in refused.stderr
