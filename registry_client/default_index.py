@@ -9,10 +9,13 @@ and no registry configured. On first use (no `registries.json`), this module:
 3. trusts the publisher key (level `community`, label "embedded examples") and adds the
    index as registry `default`, bootstrapped with the root it just signed.
 
-The index keys are encrypted with a random passphrase kept next to them (0600): they
-guard a local index of code that ships with this tool, not a real registry. Everything is
-built in a temporary folder and moved into place last, so an interrupted first run leaves
-nothing behind and is simply done again.
+It signs once and keeps no secret: the publisher key and the index keys live only in a
+temporary folder while the index is built, the metadata is signed to expire in ten years
+(the most the index allows), and only the published metadata and packages are kept, so
+whoever can read the state root cannot sign a plugin with a key this host trusts. (A state
+root made by an older version kept them in `default-index/`; they are deleted on first use.)
+Everything is built in a temporary folder and moved into place last, so an interrupted
+first run leaves nothing behind and is simply done again.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from index.intake import release_from_package
+from index.model import ExpiryPolicy
 from index.repository import IndexRepo
 from keys import ed25519
-from keys._fs import write_atomic
 from keys.store import TrustStore
 from loader.home import Home
 from loader.journal import state_lock
@@ -36,6 +39,8 @@ from registry_client.tuf_client import RegistryError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "plugins"
 REGISTRY_NAME = "default"
+#: Signed once, never again: every role valid for the longest the index allows.
+_SIGN_ONCE = ExpiryPolicy(root=3650, targets=3650, snapshot=3650, timestamp=3650)
 PUBLISHER_LABEL = "embedded examples"
 
 
@@ -52,12 +57,26 @@ def ensure_default_registry(
     Returns True when it did the work. Runs under the state root's lock, so two first
     commands at once publish it once."""
     if registries_file(home).exists():
+        _forget_secrets(home)
         return False
     with state_lock(home):
         if registries_file(home).exists():
             return False
         _publish_default(home, progress, examples)
         return True
+
+
+#: What older versions kept in `default-index/`: keys that sign for a trusted publisher.
+_SECRETS = ("publisher.key", "passphrase", "repo/keys")
+
+
+def _forget_secrets(home: Home) -> None:
+    for name in _SECRETS:
+        path = default_index_dir(home) / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
 
 
 def _publish_default(home: Home, progress: Callable[[str], None], examples: Path) -> None:
@@ -73,21 +92,20 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
     progress(f"no registry configured: publishing the {len(sources)} example plugins")
     work = Path(tempfile.mkdtemp(prefix=".default-index-", dir=home.root))
     try:
-        passphrase = secrets.token_urlsafe(32).encode()
         publisher = ed25519.generate()
         packages = [build_package(src, publisher, work / "dist") for src in sources]
-        repo_dir = work / "index" / "repo"
-        with IndexRepo.init(repo_dir, passphrase=passphrase) as repo:
+        repo_dir = work / "index"
+        passphrase = secrets.token_urlsafe(32).encode()  # never written down
+        with IndexRepo.init(repo_dir, passphrase=passphrase, expiry=_SIGN_ONCE) as repo:
             repo.add_releases([release_from_package(p, repo) for p in packages])
             repo.publish()
             root = repo.root_bytes()
-        ed25519.save_private_key(work / "index" / "publisher.key", publisher, passphrase)
-        write_atomic(work / "index" / "passphrase", passphrase, 0o600)
-        shutil.rmtree(work / "dist")
-        (work / "index").rename(final)
+            published_dir = repo.published_dir
+        final.mkdir(mode=0o755)
+        published_dir.rename(final / "published")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    published = final / "repo" / "published"
+    published = final / "published"
     # the registry first: a crash between the two leaves an index whose publisher is not
     # trusted yet (installs say so), never a trusted key whose index is gone
     add_registry(home, REGISTRY_NAME, published.as_uri(), root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from loader.boot import BootPlan, PlanStatus, plan_boot
 from loader.home import Home
 from loader.host_modules import CORE_VERSIONS
 from loader.lockfile import read_lock
+from registry_client.default_index import default_index_dir, ensure_default_registry
 from registry_client.installer import InstallError, install_many, read_package
 from registry_client.registry_install import choose, install_from_index, open_clients
 from registry_client.replacing import Replacing, SignerChange
@@ -235,3 +237,35 @@ def test_privileged_needs_an_official_signer_or_the_users_grant(
     home.lock_file.write_text(json.dumps(lock))
     (row,) = plan(home).plugins
     assert row.runs and row.privileged
+
+
+# -- no signing secret in the state root ----------------------------------------------------
+
+
+def test_the_embedded_index_keeps_no_signing_secret_and_still_installs(tmp_path: Path) -> None:
+    fresh = Home(tmp_path / "fresh")
+    fresh.ensure()
+    assert ensure_default_registry(fresh, lambda _: None)
+    kept = [p for p in fresh.root.rglob("*") if p.is_file()]
+    secrets = [p for p in kept if b"PRIVATE KEY" in p.read_bytes() or p.name == "passphrase"]
+    assert secrets == []
+    timestamp = json.loads(
+        (default_index_dir(fresh) / "published/metadata/timestamp.json").read_text()
+    )
+    expires = datetime.fromisoformat(timestamp["signed"]["expires"].replace("Z", "+00:00"))
+    assert expires - datetime.now(UTC) > timedelta(days=3000)  # signed once, for good
+    install(fresh, "hosts")
+    assert read_lock(fresh.lock_file)["hosts"].registry == "default"
+
+
+def test_secrets_an_older_version_left_in_the_state_root_are_deleted(tmp_path: Path) -> None:
+    fresh = Home(tmp_path / "fresh")
+    fresh.ensure()
+    ensure_default_registry(fresh, lambda _: None)
+    left = default_index_dir(fresh)
+    (left / "publisher.key").write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    (left / "passphrase").write_text("secret")
+    (left / "repo" / "keys").mkdir(parents=True)
+    assert not ensure_default_registry(fresh, lambda _: None)
+    assert not (left / "publisher.key").exists() and not (left / "passphrase").exists()
+    assert not (left / "repo" / "keys").exists()
