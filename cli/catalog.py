@@ -13,7 +13,7 @@ from loader.capabilities import Capabilities
 from loader.journal import reading
 from loader.lockfile import read_lock
 from registry_client.reading import installed_capabilities
-from registry_client.registry_install import index_capabilities
+from registry_client.registry_install import index_manifest
 from registry_client.tuf_client import RegistryClient, Release
 
 
@@ -76,10 +76,15 @@ def info(ctx: Context, name: str, as_json: bool) -> None:
         if not found:
             raise click.ClickException(f"no plugin named {name} is in any configured registry")
         found.sort(key=lambda x: _version(x[1].version), reverse=True)
-        newest = index_capabilities(*found[0])
+        trust = ctx.trust()
+        facts = index_manifest(*found[0], trust)
+        newest = facts.capabilities if facts else None
         installed = _installed(ctx, name)
     data = [_release_json(client.name, r) for client, r in found]
     data[0]["capabilities"] = newest.to_json() if newest else None
+    data[0]["signed_by"] = [
+        {"key_id": k, "level": trust.level_of(k)} for k in (facts.signers if facts else ())
+    ]
     for entry in data:
         entry["installed"] = installed is not None and entry["version"] == installed[0]
         if entry["installed"] and installed is not None:
@@ -98,7 +103,8 @@ def _release_json(registry: str, r: Release) -> dict[str, Any]:
         "requires": r.requires,
         "description": r.description,
         "publisher": r.publisher,
-        "publisher_key_id": r.publisher_key_id,
+        "publisher_key_id": r.publisher_key_id,  # what the index claims, not verified
+        "signed_by": None,  # keys you trust that verified its manifest: newest release only
         "size": r.artifact.length,
         "sha256": r.artifact.sha256,
         "registry": registry,
@@ -118,6 +124,13 @@ def _installed(ctx: Context, name: str) -> tuple[str, Capabilities | None] | Non
         return locked.version, installed_capabilities(ctx.home, name, locked.version)
 
 
+def _signed_by(signers: list[dict[str, Any]]) -> str:
+    """Only keys that verified: the index's claim of a publisher key is not shown."""
+    if not signers:
+        return "no key you trust (installing it would be refused)"
+    return ", ".join(f"{s['key_id'][:12]}... ({s['level']})" for s in signers)
+
+
 def _info_lines(
     data: list[dict[str, Any]],
     newest: Capabilities | None,
@@ -126,7 +139,8 @@ def _info_lines(
     top = data[0]
     lines = [
         f"{top['name']}: {top['description']}",
-        f"publisher: {top['publisher']} (key {top['publisher_key_id'][:12]}...)",
+        f"publisher: {top['publisher']}",
+        f"newest release signed by: {_signed_by(top['signed_by'])}",
         f"types: {', '.join(top['types'])}",
         f"requires: host {', '.join(top['requires']['host']) or '-'}; plugins "
         + (", ".join(f"{k}{v}" for k, v in top["requires"]["plugins"].items()) or "-"),

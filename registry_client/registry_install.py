@@ -23,7 +23,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from keys.dsse import envelope_from_bytes
+from keys.dsse import envelope_from_bytes, verify
 from keys.errors import KeysError
 from keys.store import TrustStore
 from loader.boot import MANIFEST_FILE, MAX_MANIFEST_BYTES, this_platform
@@ -33,6 +33,7 @@ from loader.home import Home
 from loader.lockfile import read_lock
 from loader.manifest import parse_manifest
 from loader.sealed import read_once
+from loader.verify import MANIFEST_PAYLOAD_TYPE as PAYLOAD_TYPE
 from registry_client import registries
 from registry_client.consent import Ask, ask_consent
 from registry_client.installer import (
@@ -237,21 +238,37 @@ def install_from_index(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def index_capabilities(client: RegistryClient, release: IndexRelease) -> Capabilities | None:
-    """What a release in the index declares, from its manifest as the registry signed it
-    (downloaded through TUF into a temporary folder; the publisher's signature is checked
-    at install). None when the manifest cannot be read or is another release's."""
+@dataclass(frozen=True)
+class IndexManifest:
+    """A release's signed manifest as the index serves it, read before any install: what
+    it declares, and which keys of the user's trust store verified it (only those: a
+    signature entry naming a key proves nothing until it verifies)."""
+
+    capabilities: Capabilities
+    signers: tuple[str, ...]
+
+
+def index_manifest(
+    client: RegistryClient, release: IndexRelease, trust: TrustStore
+) -> IndexManifest | None:
+    """The manifest of `release` (downloaded through TUF into a temporary folder); None
+    when it cannot be read or is another release's. The full check is the install's."""
     with tempfile.TemporaryDirectory(prefix="pm-plugins-manifest-") as tmp:
         path = client.download(release.manifest, Path(tmp), filename=MANIFEST_FILE)
         where = f"registry {client.name}: {release.manifest.path}"
         try:
-            envelope = envelope_from_bytes(read_once(path, MAX_MANIFEST_BYTES), source=where)
-            manifest = parse_manifest(envelope.payload, source=where)
+            data = read_once(path, MAX_MANIFEST_BYTES)
+            manifest = parse_manifest(envelope_from_bytes(data, source=where).payload, source=where)
         except (LoaderError, KeysError):
             return None
     if (manifest.name, manifest.version) != (release.name, release.version):
         return None
-    return manifest.capabilities
+    try:
+        verified = verify(data, trust.trusted_keys(), payload_type=PAYLOAD_TYPE, source=where)
+        signers = tuple(verified.key_ids)
+    except KeysError:
+        signers = ()
+    return IndexManifest(manifest.capabilities, signers)
 
 
 def _size(n: int) -> str:
@@ -268,11 +285,12 @@ def _size(n: int) -> str:
 
 __all__ = [
     "Chosen",
+    "IndexManifest",
     "InstallError",
     "RegistryError",
     "ResolutionError",
     "choose",
-    "index_capabilities",
+    "index_manifest",
     "install_from_index",
     "open_clients",
 ]

@@ -21,7 +21,12 @@ from loader.host_modules import CORE_VERSIONS
 from loader.lockfile import read_lock
 from registry_client.default_index import default_index_dir, ensure_default_registry
 from registry_client.installer import InstallError, install_many, read_package
-from registry_client.registry_install import choose, install_from_index, open_clients
+from registry_client.registry_install import (
+    choose,
+    index_manifest,
+    install_from_index,
+    open_clients,
+)
 from registry_client.replacing import Replacing, SignerChange
 from tests.test_registry_install import Registry, home, install, registry  # noqa: F401
 from tests.tuf_helpers import make_package, release
@@ -269,3 +274,28 @@ def test_secrets_an_older_version_left_in_the_state_root_are_deleted(tmp_path: P
     assert not ensure_default_registry(fresh, lambda _: None)
     assert not (left / "publisher.key").exists() and not (left / "passphrase").exists()
     assert not (left / "repo" / "keys").exists()
+
+
+# -- info shows only signers that verified --------------------------------------------------
+
+
+def test_info_names_only_keys_that_verified_not_a_decoy_signature_entry(
+    home: Home, registry: Registry
+) -> None:
+    official = ed25519.generate()
+    store = TrustStore.load(home.trust_store)
+    store.trust(official.public_key(), "official", "the real publisher")
+    store.save(home.trust_store)
+    decoyed = release("hosts", "4.0.0", registry.publisher)
+    envelope = json.loads(decoyed.manifest)
+    decoy = {"keyid": ed25519.key_id(official), "sig": envelope["signatures"][0]["sig"]}
+    envelope["signatures"].insert(0, decoy)  # claims the official key; does not verify
+    manifest = json.dumps(envelope).encode()
+    custom = decoyed.custom | {"publisher_key_id": ed25519.key_id(official)}
+    registry.repo.add_releases([dataclasses.replace(decoyed, manifest=manifest, custom=custom)])
+    registry.repo.publish()
+    (client,) = open_clients(home, lambda _: None)
+    (newest,) = [r for r in client.find("hosts") if r.version == "4.0.0"]
+    assert newest.publisher_key_id == ed25519.key_id(official)  # what the index claims
+    facts = index_manifest(client, newest, TrustStore.load(home.trust_store))
+    assert facts is not None and facts.signers == (ed25519.key_id(registry.publisher),)
