@@ -33,6 +33,7 @@ from registry_client.registry_install import (
 )
 from registry_client.replacing import Replacing
 from registry_client.resolve import parse_request
+from registry_client.restore import check_locked, locked_to_restore, releases_for
 from registry_client.tuf_client import RegistryClient
 
 
@@ -70,14 +71,16 @@ def _replacing(downgrade: bool, new_signer: bool) -> Replacing:
 _ALLOW_HELP = "Allow releases that ask for more capabilities than the installed version."
 _SIGNER_HELP = "Allow a release signed by none of the keys that signed the installed one."
 _DOWNGRADE_HELP = "Allow installing a release older than the installed one."
+_LOCKED_HELP = "Install exactly what plugins.lock records (a new machine), checking each."
 
 
 @click.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--pre", is_flag=True, help="Consider pre-releases.")
 @click.option("--allow-capabilities", is_flag=True, help=_ALLOW_HELP)
 @click.option("--allow-downgrade", is_flag=True, help=_DOWNGRADE_HELP)
 @click.option("--allow-new-signer", is_flag=True, help=_SIGNER_HELP)
+@click.option("--locked", is_flag=True, help=_LOCKED_HELP)
 @pass_ctx
 def install(
     ctx: Context,
@@ -86,9 +89,16 @@ def install(
     allow_capabilities: bool,
     allow_downgrade: bool,
     allow_new_signer: bool,
+    locked: bool,
 ) -> None:
     """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
-    ./PATH of a package directory (in dev mode also a plugin source directory)."""
+    ./PATH of a package directory (in dev mode also a plugin source directory), or with
+    --locked exactly the releases plugins.lock records that are not on disk."""
+    if locked or not targets:
+        if not locked or targets:
+            raise click.UsageError("name plugins to install, or pass --locked alone")
+        _install_locked(ctx)
+        return
     paths = [t for t in targets if "/" in t or t.startswith(".")]  # ./hosts, not hosts
     if paths and len(paths) != len(targets):
         raise click.ClickException("install either names from the registry or paths, not both")
@@ -114,6 +124,28 @@ def install(
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
             results = _fetch_and_install(ctx, chosen, clients, allow_capabilities, replacing)
+    _report_installs(results)
+
+
+def _install_locked(ctx: Context) -> None:
+    """Restore plugins.lock's releases (registry_client.restore), each checked against it."""
+    with refusals():
+        wanted = locked_to_restore(ctx.home)
+        if not wanted:
+            click.echo("nothing to do: every release plugins.lock records is installed")
+            return
+        clients = registry_clients(ctx)
+        chosen = releases_for(wanted, clients)
+        results = install_from_index(
+            ctx.home,
+            chosen,
+            clients,
+            trust=ctx.trust(),
+            progress=progress,
+            bar=_download_bar(),
+            threshold=ctx.threshold(),
+            check=check_locked(wanted),
+        )
     _report_installs(results)
 
 

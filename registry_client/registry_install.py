@@ -39,6 +39,7 @@ from registry_client.consent import Ask, ask_consent
 from registry_client.installer import (
     InstallError,
     InstallResult,
+    Release,
     install_many,
     installed_requirements,
     read_package,
@@ -139,7 +140,9 @@ def choose(
     newest release in the index is older than the installed one is kept, with a `note`."""
     parsed = [parse_request(r) for r in requests]
     locked = read_lock(home.lock_file)
-    installed = {n: Version(e.version) for n, e in locked.items()}
+    installed = {  # what the lock names and is on disk (a lock copied alone installs nothing)
+        n: Version(e.version) for n, e in locked.items() if home.release_dir(n, e.version).is_dir()
+    }
     index = _Index(clients, this_platform())
     if upgrade:
         narrowed = [(n, _not_down(n, spec, installed, index, note)) for n, spec in parsed]
@@ -195,9 +198,11 @@ def install_from_index(
     allow_capabilities: bool = False,
     ask: Ask | None = None,
     replacing: Replacing | None = None,
+    check: Callable[[Release], None] | None = None,
 ) -> list[InstallResult]:
     """Download every chosen release through TUF, verify each publisher signature, then
-    install them all as one change. Any refusal leaves the state root as it was.
+    install them all as one change. Any refusal leaves the state root as it was; `check`
+    may refuse a verified release too (raising InstallError), e.g. one not the locked one.
 
     A release asking for more capabilities than the installed version is allowed by
     `allow_capabilities` or by `ask` (the terminal's question), else refused
@@ -230,6 +235,8 @@ def install_from_index(
                 threshold=threshold,
             )
             progress(f"verified {label}: signed by {candidate.signers()}")
+            if check is not None:
+                check(candidate)
             verified.append(dataclasses.replace(candidate, registry=pick.registry))
         allowed = (replacing or Replacing()).ask_about(home, verified)
         consent = ask_consent(home, verified, allow=allow_capabilities, ask=ask)

@@ -314,8 +314,9 @@ def test_list_shows_a_configured_plugin_that_is_not_on_disk(cli: Cli, tmp_path: 
     cli("install", str(tmp_path / "dist" / "hosts-1.0.0"))
     (cli.home / "plugins" / "hosts" / "1.0.0" / "plugin").unlink()
     (listed,) = json.loads(cli("list", "--json").stdout)
-    assert listed["status"] == "not-installed" and "must hold exactly one artifact" in (
-        listed["reason"]
+    assert (
+        listed["status"] == "not-installed"
+        and "must hold exactly one artifact" in (listed["reason"])
     )
 
 
@@ -331,3 +332,12 @@ def test_grant_privileged_is_bound_to_the_signers(cli: Cli, tmp_path: Path) -> N
     assert lock["plugins"]["hosts"]["grants"] == []
     refused = cli("grant", "ghost", "privileged", ok=False)
     assert refused.returncode == 1 and "plugin ghost is not installed" in refused.stderr
+
+
+def test_install_needs_names_or_locked_alone(cli: Cli) -> None:
+    done = cli("install", ok=False)
+    assert done.returncode == 2 and "name plugins to install, or pass --locked alone" in done.stderr
+    done = cli("install", "hosts", "--locked", ok=False)
+    assert done.returncode == 2
+    out = cli("install", "--locked").stdout
+    assert out.strip() == "nothing to do: every release plugins.lock records is installed"

@@ -28,7 +28,8 @@ from registry_client.registry_install import (
     open_clients,
 )
 from registry_client.replacing import Replacing, SignerChange
-from tests.test_registry_install import Registry, home, install, registry  # noqa: F401
+from registry_client.restore import check_locked, locked_to_restore, releases_for
+from tests.test_registry_install import Registry, home, install, make_home, registry  # noqa: F401
 from tests.tuf_helpers import make_package, release
 
 
@@ -299,3 +300,64 @@ def test_info_names_only_keys_that_verified_not_a_decoy_signature_entry(
     assert newest.publisher_key_id == ed25519.key_id(official)  # what the index claims
     facts = index_manifest(client, newest, TrustStore.load(home.trust_store))
     assert facts is not None and facts.signers == (ed25519.key_id(registry.publisher),)
+
+
+# -- the lock restores ----------------------------------------------------------------------
+
+
+def restore(home: Home) -> list[str]:
+    lines: list[str] = []
+    wanted = locked_to_restore(home)
+    clients = open_clients(home, lines.append)
+    trust = TrustStore.load(home.trust_store)
+    install_from_index(
+        home,
+        releases_for(wanted, clients),
+        clients,
+        trust=trust,
+        progress=lines.append,
+        check=check_locked(wanted),
+    )
+    return lines
+
+
+@pytest.fixture
+def new_machine(home: Home, registry: Registry, tmp_path: Path) -> Home:
+    """A second state root given only the first one's plugins.json and plugins.lock."""
+    install(home, "hosts==1.2.0", "allowlist==1.5.0")
+    other = make_home(tmp_path / "new-machine", registry)
+    for name in ("plugins.json", "plugins.lock"):
+        (other.root / name).write_bytes((home.root / name).read_bytes())
+    return other
+
+
+def test_a_copied_lock_restores_exactly_its_releases(new_machine: Home) -> None:
+    assert {r.name: r.status for r in plan(new_machine).plugins} == {
+        "hosts": PlanStatus.NOT_INSTALLED,
+        "allowlist": PlanStatus.NOT_INSTALLED,
+    }
+    lock_before = read_lock(new_machine.lock_file)
+    restore(new_machine)
+    assert read_lock(new_machine.lock_file) == lock_before  # 1.2.0, though 2.0.0 exists
+    assert {r.name: r.status for r in plan(new_machine).plugins} == {
+        "hosts": PlanStatus.VERIFIED,
+        "allowlist": PlanStatus.VERIFIED,
+    }
+    assert locked_to_restore(new_machine) == {}
+
+
+def test_a_lock_naming_other_bytes_restores_nothing(new_machine: Home) -> None:
+    lock = json.loads(new_machine.lock_file.read_text())
+    lock["plugins"]["hosts"]["sha256"] = "1" * 64
+    new_machine.lock_file.write_text(json.dumps(lock))
+    before = state(new_machine)
+    with pytest.raises(InstallError) as err:
+        restore(new_machine)
+    assert str(err.value).startswith("refusing hosts 1.2.0: it is not the locked release")
+    assert state(new_machine) == before
+    assert not (new_machine.plugins_dir / "allowlist").exists()
+
+
+def test_install_by_name_on_a_new_machine_does_not_say_nothing_to_do(new_machine: Home) -> None:
+    clients = open_clients(new_machine, lambda _: None)
+    assert [c.release.version for c in choose(new_machine, ["hosts==1.2.0"], clients)] == ["1.2.0"]
