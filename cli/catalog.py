@@ -25,7 +25,7 @@ def search(ctx: Context, text: str, as_json: bool) -> None:
     """Plugins in the index whose name or description contains TEXT."""
     with refusals():
         found = []
-        for client in registry_clients(ctx):
+        for client in registry_clients(ctx, cached_ok=True):
             for release in client.releases():
                 haystack = f"{release.name} {release.description}".lower()
                 if text.lower() in haystack:
@@ -69,7 +69,7 @@ def info(ctx: Context, name: str, as_json: bool) -> None:
     may do (from its signed manifest), and the installed release, if any."""
     with refusals():
         found: list[tuple[RegistryClient, Release]] = []
-        for client in registry_clients(ctx):
+        for client in registry_clients(ctx, cached_ok=True):
             found = [(client, r) for r in client.find(name)]
             if found:
                 break

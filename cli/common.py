@@ -18,8 +18,8 @@ from loader.home import Home, dev_mode_from, read_host_settings
 from registry_client.default_index import ensure_default_registry
 from registry_client.installer import InstallError
 from registry_client.package import PackageError
-from registry_client.registry_install import open_clients
 from registry_client.resolve import ResolutionError
+from registry_client.sources import open_clients
 from registry_client.tuf_client import RegistryClient, RegistryError
 
 
@@ -71,7 +71,8 @@ def progress(line: str) -> None:
     click.echo(line, err=True)
 
 
-def registry_clients(ctx: Context) -> list[RegistryClient]:
-    """The configured registries, refreshed; the embedded default one on first use."""
+def registry_clients(ctx: Context, *, cached_ok: bool = False) -> list[RegistryClient]:
+    """The configured registries that can be read, refreshed; the embedded default one on
+    first use. `cached_ok`: one that cannot be reached is read from its cached metadata."""
     ensure_default_registry(ctx.home, progress)
-    return open_clients(ctx.home, progress)
+    return open_clients(ctx.home, progress, cached_ok=cached_ok)

@@ -81,6 +81,7 @@ _LOCKED_HELP = "Install exactly what plugins.lock records (a new machine), check
 @click.option("--allow-downgrade", is_flag=True, help=_DOWNGRADE_HELP)
 @click.option("--allow-new-signer", is_flag=True, help=_SIGNER_HELP)
 @click.option("--locked", is_flag=True, help=_LOCKED_HELP)
+@click.option("--registry", "registry", metavar="NAME", help="Take releases from NAME only.")
 @pass_ctx
 def install(
     ctx: Context,
@@ -90,6 +91,7 @@ def install(
     allow_downgrade: bool,
     allow_new_signer: bool,
     locked: bool,
+    registry: str | None,
 ) -> None:
     """Install plugins: NAME[SPEC] from the registry (e.g. hosts, "hosts>=1,<2"), or
     ./PATH of a package directory (in dev mode also a plugin source directory), or with
@@ -118,7 +120,7 @@ def install(
             for target in targets:  # a malformed request fails before any network
                 parse_request(target)
             clients = registry_clients(ctx)
-            chosen = choose(ctx.home, targets, clients, pre=pre)
+            chosen = choose(ctx.home, targets, clients, pre=pre, registry=registry)
             if not chosen:
                 click.echo("nothing to do: the requested plugins are installed")
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])

@@ -4,10 +4,12 @@ Each chain runs its members in the order the user configured, in one loop, as pl
 `_multicall` does; counting happens in one wrapper (`Counters.call`), not inside the loops.
 
 - Deciders: the first answer that is not UNDECIDED/UNDETERMINABLE/FAILED wins. An error or a
-  deadline counts as UNDECIDED, is counted and logged, and the chain goes on. A verdict
-  given with a cache TTL (our streamed extension) is reused for the same (process binary,
-  remote domain or IP) until it expires; the key includes the binary, so a verdict for one
-  program never answers for another.
+  deadline counts as UNDECIDED, is counted and logged, and the chain goes on. An answer
+  given with a cache TTL (our streamed extension) is that decider's own, cached per decider
+  (host.decision_cache): the chain is replayed every time, each member giving its live cached
+  answer or being asked, so a later decider's cached ACCEPT never skips an earlier decider
+  that did not give a TTL itself. The key is every field of the connection a decider sees
+  (binary, remote, ports, protocol, direction, ...), the TTL is capped by the host.
 - Reporters: each gets a bounded queue and a worker thread; a full queue drops the report
   (counted), so a slow or dead reporter never slows a decision. The worker gathers what
   arrives within `REPORT_BATCH_WINDOW` after the first report and hands it over as one
@@ -28,6 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+# Answer, DecisionCache and cache_key are re-exported: they belong to the decider chain's API
+from host.decision_cache import Answer as Answer
+from host.decision_cache import DecisionCache as DecisionCache
+from host.decision_cache import cache_key as cache_key
 from host.errors import HookAbortedError, PluginCallError
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
 from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
@@ -47,19 +53,8 @@ REPORT_QUEUE = 1024
 #: How long a reporter worker gathers reports before handing them over, and at most how many.
 REPORT_BATCH_WINDOW = 0.02
 REPORT_BATCH_MAX = 256
-#: Cached verdicts kept before the cache is pruned.
-CACHE_ENTRIES = 65536
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A decider's answer: verdict number, reason, and how long it may be reused."""
-
-    verdict: int
-    reason: str = ""
-    cache_ttl: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ class ChainVerdict:
     verdict: int
     reason: str
     plugin: str | None
-    cached: bool = False
+    cached: bool = False  # the deciding answer was the plugin's cached one
 
 
 NOBODY = ChainVerdict(UNDECIDED, "", None)
@@ -154,41 +149,6 @@ class Counters:
         self.of(name).dropped += 1
 
 
-def cache_key(connection: network_pb2.Connection) -> tuple[str, str]:
-    """(process binary, remote domain or IP): a cached verdict never crosses programs."""
-    entity = connection.entity
-    return connection.process.binary_path, entity.domain or entity.ip
-
-
-class DecisionCache:
-    """Verdicts with a TTL, keyed by `cache_key`."""
-
-    def __init__(self, max_entries: int = CACHE_ENTRIES) -> None:
-        self._entries: dict[tuple[str, str], tuple[float, ChainVerdict]] = {}
-        self._max = max_entries
-
-    def get(self, key: tuple[str, str]) -> ChainVerdict | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            self._entries.pop(key, None)
-            return None
-        return entry[1]
-
-    def put(self, key: tuple[str, str], verdict: ChainVerdict, ttl: float) -> None:
-        if len(self._entries) >= self._max:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-            if len(self._entries) >= self._max:
-                self._entries.clear()
-        cached = ChainVerdict(verdict.verdict, verdict.reason, verdict.plugin, cached=True)
-        self._entries[key] = (time.monotonic() + ttl, cached)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 class DeciderChain:
     """Deciders in configured order; the first decided verdict wins."""
 
@@ -205,23 +165,31 @@ class DeciderChain:
         self.timeout = timeout
 
     def decide(self, connection: network_pb2.Connection) -> ChainVerdict:
-        key = cache_key(connection)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
+        """Replay the chain: each member's live cached answer, else a call (see the module
+        docstring). The key is built only when the cache holds something or gets an answer."""
+        cache = self.cache
+        key = cache_key(connection) if len(cache) else None
+        stamp = cache.stamp()
         for member in self.members:
-            try:
-                answer = self.counters.call(
-                    member.name, f"decider {member.name}", member.decide, connection, self.timeout
-                )
-            except PluginCallError:
-                continue  # counts as UNDECIDED
+            answer = cache.get(key, member.name) if key is not None else None
+            cached = answer is not None
+            if answer is None:
+                try:
+                    answer = self.counters.call(
+                        member.name,
+                        f"decider {member.name}",
+                        member.decide,
+                        connection,
+                        self.timeout,
+                    )
+                except PluginCallError:
+                    continue  # counts as UNDECIDED, never cached
+                if answer.cache_ttl > 0:
+                    key = key if key is not None else cache_key(connection)
+                    cache.put(key, member.name, answer, stamp)
             if answer.verdict in NOT_DECIDED:
                 continue
-            result = ChainVerdict(answer.verdict, answer.reason, member.name)
-            if answer.cache_ttl > 0:
-                self.cache.put(key, result, answer.cache_ttl)
-            return result
+            return ChainVerdict(answer.verdict, answer.reason, member.name, cached=cached)
         return NOBODY
 
 

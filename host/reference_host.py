@@ -94,6 +94,7 @@ class ReferenceHost:
         self.plugins = plugin_host or PluginHost(
             base_directory=str(home.data_dir),
             sandbox=SandboxSettings(mode=settings.sandbox, protected=(str(home.root),)),
+            cache_max_ttl=settings.decision_cache_max_ttl,
         )
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state

@@ -10,6 +10,10 @@ an exponential backoff, until it crashes too often within a window and is FAILED
 (`on_state`) hears every state change, so the module manager can follow plugins it did not
 start or stop itself. `PluginHost` is also the plugin-manager backend a privileged plugin reaches.
 
+It owns the decision cache (host.decision_cache) and decides when answers die: a plugin's own
+when it joins or leaves the decider chain (start, stop, crash, restart) or asks through
+`pmplugin.v1.DecisionCacheService`; everyone's when any config value changes.
+
 The per-plugin records are in host.instance, the launch and crash-restart machinery in
 host.lifecycle (`PluginLifecycle`, a mixin of `PluginHost`); `PluginSpec`, `PluginState` and
 `PluginInstance` are re-exported here.
@@ -24,11 +28,11 @@ import shutil
 import threading
 from typing import Any, cast
 
+from host.decision_cache import DEFAULT_CACHE_MAX_TTL, DecisionCache
 from host.dispatch import (
     ChainVerdict,
     Counters,
     DeciderChain,
-    DecisionCache,
     HookPipeline,
     ReporterFanout,
     Resolution,
@@ -63,16 +67,23 @@ class PluginHost(PluginLifecycle):
         stop_grace: float = 2.0,
         restart: RestartPolicy | None = DEFAULT_RESTART_POLICY,
         on_state: StateListener | None = None,
+        cache_max_ttl: float = DEFAULT_CACHE_MAX_TTL,
     ) -> None:
         """`restart=None` turns supervision off: a crashed plugin stays CRASHED.
+
+        `cache_max_ttl` caps how long any decider's cached answer is reused (seconds, > 0).
 
         `on_state(name, state, reason)` is called on a thread of its own, in the order the
         changes happened, never under the host's lock: a listener may call back into the host
         (start, stop, get) and cannot stall a crash being handled. Its exceptions are logged.
         """
+        self.cache = DecisionCache(max_ttl=cache_max_ttl)  # ValueError before anything else
         self.services = services if services is not None else HostServices()
         if self.services.plugin_manager is None:
             self.services.plugin_manager = self
+        if self.services.forget_verdicts is None:
+            self.services.forget_verdicts = self.cache.forget
+        self.services.config.add_listener(self._config_changed)
         #: Each plugin's data folder is `<base_directory>/<name>` (a temporary root if "",
         #: made at the first start and removed by stop_all).
         self.base_directory = base_directory
@@ -85,7 +96,6 @@ class PluginHost(PluginLifecycle):
         self.restart = restart
         self.on_state = on_state
         self.counters = Counters()
-        self.cache = DecisionCache()
         self._plugins: dict[str, PluginInstance] = {}
         self._lock = threading.RLock()
         self._deciders = DeciderChain([], self.counters, self.cache)
@@ -251,11 +261,21 @@ class PluginHost(PluginLifecycle):
         def having(kind: str) -> list[PluginInstance]:
             return [i for i in running if kind in i.spec.types]
 
-        self._deciders = DeciderChain(having("decider"), self.counters, self.cache)
+        deciders = having("decider")
+        joined_or_left = {m.name for m in self._deciders.members} ^ {i.name for i in deciders}
+        for name in joined_or_left:  # a new process, or none: its answers die with the old one
+            self.cache.forget(name)
+        self._deciders = DeciderChain(deciders, self.counters, self.cache)
         self._resolvers = ResolverChain(having("resolver"), self.counters)
         self._hooks = HookPipeline(having("hook"), self.counters)
         old, self._reporters = self._reporters, ReporterFanout(having("reporter"), self.counters)
         threading.Thread(target=old.close, daemon=True).start()
+
+    def _config_changed(self, owner: str, full_key: str) -> None:
+        """Any config value changed: forget every cached answer. Not only the owner's: a
+        privileged plugin may read any key. (A plugin that applies the change a moment later
+        should call `pm_plugin.forget_cached_verdicts()` once it has.)"""
+        log.debug("config %s of %s changed; the decision cache is cleared", full_key, owner)
         self.cache.clear()
 
     # -- dispatch -------------------------------------------------------------------------------

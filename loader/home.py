@@ -30,6 +30,9 @@ from loader.errors import LoaderError
 HOME_ENV = "PM_PLUGINS_HOME"
 DEV_MODE_ENV = "PM_PLUGINS_DEV_MODE"
 SANDBOX_MODES = ("required", "best-effort")
+#: The longest a decider's cached answer is reused unless host.json says otherwise (seconds);
+#: the same as host.decision_cache.DEFAULT_CACHE_MAX_TTL (the loader imports nothing of host).
+DECISION_CACHE_MAX_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -106,18 +109,26 @@ class HostSettings:
     disabled_modules: tuple[str, ...] = ()
     signature_threshold: int = 1  # distinct trusted keys a plugin manifest needs
     sandbox: str = "required"  # or "best-effort": start a plugin unconfined when it must
+    decision_cache_max_ttl: float = DECISION_CACHE_MAX_TTL  # seconds a cached verdict may live
 
 
 def read_host_settings(path: Path) -> HostSettings:
     """`host.json`: `{"devMode": bool, "disabledModules": [names], "signatureThreshold": n,
-    "sandbox": "required" | "best-effort"}`; a missing file means the defaults."""
+    "sandbox": "required" | "best-effort", "decisionCacheMaxTtl": seconds}`; a missing file
+    means the defaults."""
     if not path.exists():
         return HostSettings()
     source = str(path)
     try:
         doc = strict_json.load(path, source=source)
         strict_json.expect(doc, dict, where=source, what="the document")
-        known = {"devMode", "disabledModules", "signatureThreshold", "sandbox"}
+        known = {
+            "devMode",
+            "disabledModules",
+            "signatureThreshold",
+            "sandbox",
+            "decisionCacheMaxTtl",
+        }
         unknown = sorted(set(doc) - known)
         if unknown:
             raise StrictJSONError(f'{source}: unknown field "{unknown[0]}"')
@@ -131,6 +142,13 @@ def read_host_settings(path: Path) -> HostSettings:
         sandbox = strict_json.optional(doc, "sandbox", str, "required", where=source)
         if sandbox not in SANDBOX_MODES:
             raise StrictJSONError(f'{source}: field "sandbox" must be "required" or "best-effort"')
+        max_ttl = strict_json.optional(
+            doc, "decisionCacheMaxTtl", float, DECISION_CACHE_MAX_TTL, where=source
+        )
+        if not max_ttl > 0:
+            raise StrictJSONError(
+                f'{source}: field "decisionCacheMaxTtl" must be a positive number of seconds'
+            )
     except StrictJSONError as err:
         raise LoaderError(str(err)) from err
     return HostSettings(
@@ -138,6 +156,7 @@ def read_host_settings(path: Path) -> HostSettings:
         disabled_modules=tuple(disabled),
         signature_threshold=threshold,
         sandbox=str(sandbox),
+        decision_cache_max_ttl=float(max_ttl),
     )
 
 

@@ -67,6 +67,7 @@ on_shutdown = default.on_shutdown
 config = default.config
 plugin_manager = default.plugin_manager
 notify = default.notify
+forget_cached_verdicts = default.forget_cached_verdicts
 
 
 def serve() -> NoReturn:
@@ -100,6 +101,7 @@ __all__ = [
     "answer",
     "config",
     "default",
+    "forget_cached_verdicts",
     "fqdn",
     "notify",
     "nxdomain",

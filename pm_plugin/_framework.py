@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import grpc
 
 from pm_plugin.hooks import NullPlugin
-from pm_plugin.host import Config, Notifier, PluginManager
+from pm_plugin.host import Config, Notifier, PluginManager, forget_cached_verdicts
 from pm_plugin.types import Connection, DNSQuestion, DNSResponse
 from pm_plugin.wire.portmaster import base_pb2
 
@@ -159,6 +159,14 @@ class PluginBase:
     def plugin_manager(self) -> PluginManager | None:
         """The host's plugin manager, or None unless this plugin is privileged."""
         return PluginManager(self._backchannel()) if self.privileged else None
+
+    def forget_cached_verdicts(self) -> bool:
+        """Tell the host to forget every verdict this plugin gave with a cache TTL, e.g. once
+        it applied new rules: until then the host may keep reusing them (up to their TTL).
+
+        Returns False when the host does not offer it. Safe to call from a decider.
+        """
+        return forget_cached_verdicts(self._backchannel())
 
     def _backchannel(self) -> grpc.Channel:
         self.request  # noqa: B018 - raises NotConfiguredError before Configure

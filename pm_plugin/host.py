@@ -1,4 +1,5 @@
-"""The host's services as a plugin sees them: config, notifications, plugin manager.
+"""The host's services as a plugin sees them: config, notifications, plugin manager, and our
+decision cache (forget this plugin's cached verdicts).
 
 They reach the host over the broker backchannel named in Configure. The host decides who
 the plugin is on that connection; nothing here claims an identity.
@@ -13,6 +14,7 @@ from typing import Any, cast
 
 import grpc
 
+from pm_plugin.wire.pmplugin.v1 import extensions_pb2, extensions_pb2_grpc
 from pm_plugin.wire.portmaster import (
     config_pb2,
     config_pb2_grpc,
@@ -176,6 +178,22 @@ class PluginManager:
 
     def stop_plugin(self, name: str) -> None:
         self._stub.StopPlugin(plugins_pb2.StopPluginRequest(name=name), timeout=self._timeout)
+
+
+def forget_cached_verdicts(channel: grpc.Channel, timeout: float = 10.0) -> bool:
+    """Ask the host to forget every verdict this plugin gave with a cache TTL.
+
+    Returns False when the host does not offer it (a host of the PR's API only, which caches
+    nothing of ours); other failures raise grpc.RpcError, as the other services do.
+    """
+    stub = extensions_pb2_grpc.DecisionCacheServiceStub(channel)
+    try:
+        stub.ForgetCachedVerdicts(extensions_pb2.ForgetCachedVerdictsRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        if cast(grpc.Call, err).code() == grpc.StatusCode.UNIMPLEMENTED:
+            return False
+        raise
+    return True
 
 
 def plain(value: config_pb2.Value) -> Any:

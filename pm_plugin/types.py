@@ -66,7 +66,12 @@ KNOWN_TYPES = frozenset({*TYPE_NAMES, "hook"})
 
 @dataclass(frozen=True)
 class Decision:
-    """A decider's answer. `cache_ttl` (seconds) is honoured on the streamed extension only."""
+    """A decider's answer. `cache_ttl` (seconds) is honoured on the streamed extension only.
+
+    With a TTL the host reuses this plugin's answer, UNDECIDED too, for connections equal in
+    every field but `id` and `started`, for at most the host's cap (300 s by default); the
+    deciders before this one are still asked. `forget_cached_verdicts()` ends it early.
+    """
 
     verdict: Verdict
     reason: str = ""

@@ -79,7 +79,9 @@ def _write(home: Home, registries: list[Registry]) -> None:
 
 
 def add_registry(home: Home, name: str, url: str, root: bytes | Path) -> Registry:
-    """Trust `root` for a new registry `name` at `url` (checked before anything is saved)."""
+    """Trust `root` for a new registry `name` at `url`; the root must be signed by its own
+    keys and the URL must serve an index that verifies under it (TUF refresh), both checked
+    before anything is saved."""
     try:
         check_name(name, where="registry add", what="the registry name")
     except StrictJSONError as err:
@@ -91,7 +93,7 @@ def add_registry(home: Home, name: str, url: str, root: bytes | Path) -> Registr
         url = Path(url).expanduser().resolve().as_uri()
     cache = cache_dir(home, name)
     try:
-        RegistryClient.bootstrap(name, url, cache, root)
+        RegistryClient.bootstrap(name, url, cache, root).refresh()  # the URL serves it
     except RegistryError:
         shutil.rmtree(cache, ignore_errors=True)
         raise

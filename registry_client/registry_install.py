@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from keys.dsse import envelope_from_bytes, verify
 from keys.errors import KeysError
@@ -34,7 +34,6 @@ from loader.lockfile import read_lock
 from loader.manifest import parse_manifest
 from loader.sealed import read_once
 from loader.verify import MANIFEST_PAYLOAD_TYPE as PAYLOAD_TYPE
-from registry_client import registries
 from registry_client.consent import Ask, ask_consent
 from registry_client.installer import (
     InstallError,
@@ -45,7 +44,8 @@ from registry_client.installer import (
     read_package,
 )
 from registry_client.replacing import Replacing
-from registry_client.resolve import Candidate, ResolutionError, Want, parse_request, resolve
+from registry_client.resolve import ResolutionError, Want, parse_request, resolve
+from registry_client.sources import Chosen, IndexView, open_clients
 from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
 
@@ -53,77 +53,6 @@ Progress = Callable[[str], None]
 #: Makes a progress bar for one download: (label, total bytes) -> a context manager giving
 #: the callable that hears each chunk's size. None: plain lines only (not a terminal).
 BarFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """A release picked for installation and the registry it comes from."""
-
-    release: IndexRelease
-    registry: str
-
-
-class _Index(Mapping[str, Sequence[Candidate]]):
-    """The releases of every registry, looked up one plugin at a time (lazily)."""
-
-    def __init__(self, clients: list[RegistryClient], platform: str) -> None:
-        self._clients = clients
-        self._platform = platform
-        self._found: dict[str, list[Candidate]] = {}
-        self.releases: dict[tuple[str, Version], Chosen] = {}
-
-    def __getitem__(self, name: str) -> Sequence[Candidate]:
-        if name not in self._found:
-            self._found[name] = self._lookup(name)
-        if not self._found[name]:
-            raise KeyError(name)
-        return self._found[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._found)
-
-    def __len__(self) -> int:
-        return len(self._found)
-
-    def _lookup(self, name: str) -> list[Candidate]:
-        for client in self._clients:
-            best: dict[Version, IndexRelease] = {}
-            for release in client.find(name):
-                if release.platform not in (self._platform, "any"):
-                    continue
-                try:
-                    version = Version(release.version)
-                except InvalidVersion:
-                    continue
-                if version not in best or release.platform == self._platform:
-                    best[version] = release
-            if best:
-                out = []
-                for version, release in best.items():
-                    self.releases[(name, version)] = Chosen(release, client.name)
-                    requires = tuple(
-                        (dep, SpecifierSet(spec)) for dep, spec in release.plugin_requires
-                    )
-                    out.append(Candidate(name, version, requires))
-                return out
-        return []
-
-
-def open_clients(home: Home, progress: Progress) -> list[RegistryClient]:
-    """Every configured registry, refreshed (TUF: root, timestamp, snapshot, targets)."""
-    configured = registries.read_registries(home)
-    if not configured:
-        raise RegistryError(
-            "no registry is configured; add one with `pm-plugins registry add NAME URL "
-            "--root root.json`"
-        )
-    clients = []
-    for registry in configured:
-        client = registries.client(home, registry)
-        state = client.refresh()
-        progress(f"registry {registry.name}: index version {state.snapshot_version}")
-        clients.append(client)
-    return clients
 
 
 def choose(
@@ -134,16 +63,18 @@ def choose(
     pre: bool = False,
     upgrade: bool = False,
     note: Progress | None = None,
+    registry: str | None = None,
 ) -> list[Chosen]:
     """Resolve `requests` against the index; returns the releases to install (those not
     already installed at that version). An `upgrade` never goes down: a plugin whose
-    newest release in the index is older than the installed one is kept, with a `note`."""
+    newest release in the index is older than the installed one is kept, with a `note`.
+    Releases come from every registry (registry_client.sources), or from `registry` alone."""
     parsed = [parse_request(r) for r in requests]
     locked = read_lock(home.lock_file)
     installed = {  # what the lock names and is on disk (a lock copied alone installs nothing)
         n: Version(e.version) for n, e in locked.items() if home.release_dir(n, e.version).is_dir()
     }
-    index = _Index(clients, this_platform())
+    index = IndexView(clients, this_platform(), locked=locked, only=registry)
     if upgrade:
         narrowed = [(n, _not_down(n, spec, installed, index, note)) for n, spec in parsed]
         parsed = [(n, spec) for n, spec in narrowed if spec is not None]
@@ -168,7 +99,7 @@ def _not_down(
     name: str,
     spec: SpecifierSet,
     installed: Mapping[str, Version],
-    index: _Index,
+    index: IndexView,
     note: Progress | None,
 ) -> SpecifierSet | None:
     """`spec`, narrowed to the installed version or newer; None (with a note) when the

@@ -292,7 +292,7 @@ def test_info_names_only_keys_that_verified_not_a_decoy_signature_entry(
     decoy = {"keyid": ed25519.key_id(official), "sig": envelope["signatures"][0]["sig"]}
     envelope["signatures"].insert(0, decoy)  # claims the official key; does not verify
     manifest = json.dumps(envelope).encode()
-    custom = decoyed.custom | {"publisher_key_id": ed25519.key_id(official)}
+    custom = {**decoyed.custom, "publisher_key_id": ed25519.key_id(official)}
     registry.repo.add_releases([dataclasses.replace(decoyed, manifest=manifest, custom=custom)])
     registry.repo.publish()
     (client,) = open_clients(home, lambda _: None)

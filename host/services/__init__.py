@@ -10,6 +10,8 @@ one module per service:
 - `notifications`: `NotificationCenter` (pending and shown notifications) and
   `NotificationServicer`.
 - `plugin_manager`: `PluginManagerServicer` for privileged plugins, refusals for the others.
+- `decision_cache`: `DecisionCacheServicer` (our extension): a plugin forgets its own cached
+  verdicts.
 - `backchannel`: `HostServices`, whose `serve_backchannel` starts one small gRPC server for one
   plugin on a unix socket.
 
@@ -28,6 +30,7 @@ has worker threads.
 from host.services.backchannel import BACKCHANNEL_WORKERS, HostServices
 from host.services.common import HOST_OWNER, MAX_MESSAGE_BYTES
 from host.services.config import ConfigServicer, ConfigStore, Subscription
+from host.services.decision_cache import DecisionCacheServicer
 from host.services.notifications import (
     ActionChoice,
     NotificationCenter,
@@ -49,6 +52,7 @@ __all__ = [
     "ActionChoice",
     "ConfigServicer",
     "ConfigStore",
+    "DecisionCacheServicer",
     "HostServices",
     "NotificationCenter",
     "NotificationServicer",

@@ -2,7 +2,8 @@
 
 Why this exists: a plugin written against the PR's Go `framework` expects the host to serve
 `ConfigService`, `NotificationService` and `PluginManagerService` on the broker connection whose
-id the host put into `ConfigureRequest.backchannel_id`. `HostServices` holds the state of the
+id the host put into `ConfigureRequest.backchannel_id`; a `pm_plugin` plugin may also call our
+`pmplugin.v1.DecisionCacheService` there. `HostServices` holds the state of the
 whole host and `serve_backchannel` starts one small gRPC server per plugin, whose servicers see
 that state through the identity the host gave the connection, never a name taken from a request.
 Messages are bounded to a few MiB, and a plugin cannot hold more concurrent calls than the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -20,6 +22,7 @@ import grpc
 
 from host.services.common import MAX_MESSAGE_BYTES, _check_plugin_name, _quote
 from host.services.config import ConfigServicer, ConfigStore
+from host.services.decision_cache import DecisionCacheServicer
 from host.services.notifications import NotificationCenter, NotificationServicer
 from host.services.plugin_manager import (
     PluginManagerBackend,
@@ -28,6 +31,7 @@ from host.services.plugin_manager import (
     _AbsentPluginManagerServicer,
 )
 from loader.errors import LoaderError
+from pm_plugin.wire.pmplugin.v1 import extensions_pb2_grpc
 from pm_plugin.wire.portmaster import config_pb2_grpc, notification_pb2_grpc, plugins_pb2_grpc
 
 __all__ = ["BACKCHANNEL_WORKERS", "HostServices"]
@@ -97,6 +101,9 @@ class HostServices:
     config: ConfigStore = field(default_factory=ConfigStore)
     notifications: NotificationCenter = field(default_factory=NotificationCenter)
     plugin_manager: PluginManagerBackend | None = None
+    #: Forget one plugin's cached decider answers (the runtime's decision cache; None: the
+    #: host caches nothing, so a plugin's request has nothing to forget).
+    forget_verdicts: Callable[[str], None] | None = None
 
     def serve_backchannel(
         self, plugin_name: str, privileged: bool, socket_path: str
@@ -136,6 +143,15 @@ class HostServices:
         plugins_pb2_grpc.add_PluginManagerServiceServicer_to_server(
             self._plugin_manager_servicer(plugin_name, privileged), server
         )
+        extensions_pb2_grpc.add_DecisionCacheServiceServicer_to_server(
+            DecisionCacheServicer(self._forget_verdicts, plugin_name), server
+        )
+
+    def _forget_verdicts(self, plugin_name: str) -> None:
+        """Looked up at each call: the runtime sets `forget_verdicts` after this was made."""
+        forget = self.forget_verdicts
+        if forget is not None:
+            forget(plugin_name)
 
     def _plugin_manager_servicer(
         self, plugin_name: str, privileged: bool

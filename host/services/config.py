@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -130,12 +130,21 @@ class ConfigStore:
 
     Plugins' options live under `plugins/<name>/`; the host registers its own (e.g. `core/dns`)
     with owner `HOST_OWNER`. Values are set by the host's own code or its user, never by a plugin.
+    Listeners (`add_listener`) hear every change of an effective value, after the watchers.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._subscriptions: set[Subscription] = set()
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def add_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(owner, full_key)` after each change of a key's effective value, on
+        the changing thread, outside the store's lock. The runtime clears its decision cache
+        here: a decider's cached answers may depend on any value it can read."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def register_option(self, full_key: str, option: config_pb2.Option, owner: str) -> None:
         """Register (or, by the same owner, re-register) an option under `full_key`.
@@ -161,8 +170,11 @@ class ConfigStore:
                 return
             before = entry.effective()
             entry.option = stored
-            if entry.effective() != before:
+            changed = entry.effective() != before
+            if changed:
                 self._notify_locked(full_key)
+        if changed:
+            self._tell_listeners(owner, full_key)
 
     def _check_option_bounds(
         self, owner: str, stored: config_pb2.Option, replacing: _Entry | None
@@ -198,6 +210,8 @@ class ConfigStore:
                 raise KeyError(full_key)
             entry.value = _copy_value(value)
             self._notify_locked(full_key)
+            owner = entry.owner
+        self._tell_listeners(owner, full_key)
 
     def subscribe(self, full_keys: Iterable[str], owner: str = HOST_OWNER) -> Subscription:
         """Watch these registered keys (duplicates dropped). KeyError names an unknown one;
@@ -234,6 +248,12 @@ class ConfigStore:
                 subscription._offer(
                     [(key, self._entries[key].effective()) for key in subscription.keys]
                 )
+
+    def _tell_listeners(self, owner: str, full_key: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(owner, full_key)
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:

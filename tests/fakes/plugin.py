@@ -3,17 +3,22 @@
 
 Modes: normal, no-handshake, garbage-first, wrong-version, crash-on-configure,
 slow-shutdown, fork-child, no-extensions, flood-stderr, forge-log, services,
-refuse-restart MARKER, hang-restart MARKER.
+refuse-restart MARKER, hang-restart MARKER, gate-25, accept-cached.
 The two restart modes append a line to the file MARKER on every start (the host passes the
 same argv each time; static config comes only after the handshake, too late to decide): the
 first start runs as normal, every later one refuses the handshake (exit 1 with a stderr line)
 or hangs without a handshake.
 In every mode but the handshake ones it is a decider, reporter, resolver and hook plugin
-whose answers are chosen by the connection's domain (see `decide`).
+whose answers are chosen by the connection's domain (see `decide`), except for the decider of
+the two decision-cache modes: gate-25 blocks port 25 (remote or local) without a cache TTL and
+is UNDECIDED otherwise (with the TTL in static config "undecided_ttl", if any); accept-cached
+accepts everything with a one-hour TTL, its reason counting its calls ("accept #n"), registers
+the option "rules", and on the domain "forget.test." asks the host to forget its verdicts.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -51,6 +56,24 @@ def decide(conn: pm_plugin.Connection) -> object:
         return Verdict.ACCEPT, "x" * (5 * 1024 * 1024)
     log.info("undecided for %s", domain)
     return Verdict.UNDECIDED
+
+
+def gate_25(conn: pm_plugin.Connection) -> object:
+    if 25 in (conn.entity.port, conn.local_port):
+        return Decision(Verdict.BLOCK, "port 25 is closed")
+    ttl = (_static() or {}).get("undecided_ttl", 0)
+    return Decision(Verdict.UNDECIDED, cache_ttl=ttl if isinstance(ttl, int | float) else 0)
+
+
+_calls = itertools.count(1)
+
+
+def accept_cached(conn: pm_plugin.Connection) -> object:
+    n = next(_calls)
+    if conn.entity.domain == "forget.test.":
+        pm_plugin.forget_cached_verdicts()
+        return Verdict.UNDECIDED
+    return Decision(Verdict.ACCEPT, f"accept #{n}", cache_ttl=3600)
 
 
 def report(conn: pm_plugin.Connection) -> None:
@@ -176,7 +199,10 @@ def main() -> None:
     if MODE == "forge-log":
         pm_plugin.on_init(forge_log_lines)
 
-    pm_plugin.register_decider(decide)
+    if MODE == "accept-cached":
+        pm_plugin.on_init(lambda: pm_plugin.config().register_option("rules", "none"))
+    deciders = {"gate-25": gate_25, "accept-cached": accept_cached}
+    pm_plugin.register_decider(deciders.get(MODE, decide))
     pm_plugin.register_reporter(report)
     pm_plugin.register_resolver(resolve)
     pm_plugin.register_hooks(Hooks())

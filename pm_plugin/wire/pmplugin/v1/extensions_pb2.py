@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pm_plugin.wire.portmaster import network_pb2 as portmaster_dot_network__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpmplugin/v1/extensions.proto\x12\x0bpmplugin.v1\x1a\x18portmaster/network.proto\"\x11\n\x0f\x44\x65scribeRequest\"u\n\x10\x44\x65scribeResponse\x12\x18\n\x10streamed_decider\x18\x01 \x01(\x08\x12\x13\n\x0bhook_points\x18\x02 \x03(\t\x12\x19\n\x11streamed_reporter\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65\x63ision_socket\x18\x04 \x01(\t\"]\n\x0f\x44\x65\x63isionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12>\n\nconnection\x18\x02 \x01(\x0b\x32*.safing.portmaster.plugin.proto.Connection\"?\n\rDecisionBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.pmplugin.v1.DecisionRequest\"\x85\x01\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x07verdict\x18\x02 \x01(\x0e\x32\'.safing.portmaster.plugin.proto.Verdict\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61\x63he_ttl_ms\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"8\n\x0cVerdictBatch\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.pmplugin.v1.Decision\"N\n\x0bReportBatch\x12?\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32*.safing.portmaster.plugin.proto.Connection\"1\n\rReportSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x04\"n\n\nEntityMeta\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x14\n\x0cuntyped_meta\x18\x05 \x03(\t\"K\n\x06\x45ntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12%\n\x04meta\x18\x03 \x01(\x0b\x32\x17.pmplugin.v1.EntityMeta\"p\n\x0bHookRequest\x12\x12\n\nhook_point\x18\x01 \x01(\t\x12#\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x13.pmplugin.v1.Entity\x12(\n\x0b\x64\x61ta_entity\x18\x03 \x01(\x0b\x32\x13.pmplugin.v1.Entity\"3\n\x0cHookResponse\x12#\n\x06\x65ntity\x18\x01 \x01(\x0b\x32\x13.pmplugin.v1.Entity2[\n\x10\x45xtensionService\x12G\n\x08\x44\x65scribe\x12\x1c.pmplugin.v1.DescribeRequest\x1a\x1d.pmplugin.v1.DescribeResponse2[\n\x14StreamDeciderService\x12\x43\n\x06\x44\x65\x63ide\x12\x1a.pmplugin.v1.DecisionBatch\x1a\x19.pmplugin.v1.VerdictBatch(\x01\x30\x01\x32Y\n\x15StreamReporterService\x12@\n\x06Report\x12\x18.pmplugin.v1.ReportBatch\x1a\x1a.pmplugin.v1.ReportSummary(\x01\x32M\n\x0bHookService\x12>\n\x07RunHook\x12\x18.pmplugin.v1.HookRequest\x1a\x19.pmplugin.v1.HookResponseB\x0eZ\x0c./pmpluginv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpmplugin/v1/extensions.proto\x12\x0bpmplugin.v1\x1a\x18portmaster/network.proto\"\x11\n\x0f\x44\x65scribeRequest\"u\n\x10\x44\x65scribeResponse\x12\x18\n\x10streamed_decider\x18\x01 \x01(\x08\x12\x13\n\x0bhook_points\x18\x02 \x03(\t\x12\x19\n\x11streamed_reporter\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65\x63ision_socket\x18\x04 \x01(\t\"]\n\x0f\x44\x65\x63isionRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12>\n\nconnection\x18\x02 \x01(\x0b\x32*.safing.portmaster.plugin.proto.Connection\"?\n\rDecisionBatch\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x1c.pmplugin.v1.DecisionRequest\"\x85\x01\n\x08\x44\x65\x63ision\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x38\n\x07verdict\x18\x02 \x01(\x0e\x32\'.safing.portmaster.plugin.proto.Verdict\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0c\x63\x61\x63he_ttl_ms\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"8\n\x0cVerdictBatch\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.pmplugin.v1.Decision\"N\n\x0bReportBatch\x12?\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32*.safing.portmaster.plugin.proto.Connection\"1\n\rReportSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x04\"\x1d\n\x1b\x46orgetCachedVerdictsRequest\"\x1e\n\x1c\x46orgetCachedVerdictsResponse\"n\n\nEntityMeta\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x04 \x03(\t\x12\x14\n\x0cuntyped_meta\x18\x05 \x03(\t\"K\n\x06\x45ntity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12%\n\x04meta\x18\x03 \x01(\x0b\x32\x17.pmplugin.v1.EntityMeta\"p\n\x0bHookRequest\x12\x12\n\nhook_point\x18\x01 \x01(\t\x12#\n\x06\x65ntity\x18\x02 \x01(\x0b\x32\x13.pmplugin.v1.Entity\x12(\n\x0b\x64\x61ta_entity\x18\x03 \x01(\x0b\x32\x13.pmplugin.v1.Entity\"3\n\x0cHookResponse\x12#\n\x06\x65ntity\x18\x01 \x01(\x0b\x32\x13.pmplugin.v1.Entity2[\n\x10\x45xtensionService\x12G\n\x08\x44\x65scribe\x12\x1c.pmplugin.v1.DescribeRequest\x1a\x1d.pmplugin.v1.DescribeResponse2[\n\x14StreamDeciderService\x12\x43\n\x06\x44\x65\x63ide\x12\x1a.pmplugin.v1.DecisionBatch\x1a\x19.pmplugin.v1.VerdictBatch(\x01\x30\x01\x32Y\n\x15StreamReporterService\x12@\n\x06Report\x12\x18.pmplugin.v1.ReportBatch\x1a\x1a.pmplugin.v1.ReportSummary(\x01\x32\x83\x01\n\x14\x44\x65\x63isionCacheService\x12k\n\x14\x46orgetCachedVerdicts\x12(.pmplugin.v1.ForgetCachedVerdictsRequest\x1a).pmplugin.v1.ForgetCachedVerdictsResponse2M\n\x0bHookService\x12>\n\x07RunHook\x12\x18.pmplugin.v1.HookRequest\x1a\x19.pmplugin.v1.HookResponseB\x0eZ\x0c./pmpluginv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,20 +49,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTBATCH']._serialized_end=641
   _globals['_REPORTSUMMARY']._serialized_start=643
   _globals['_REPORTSUMMARY']._serialized_end=692
-  _globals['_ENTITYMETA']._serialized_start=694
-  _globals['_ENTITYMETA']._serialized_end=804
-  _globals['_ENTITY']._serialized_start=806
-  _globals['_ENTITY']._serialized_end=881
-  _globals['_HOOKREQUEST']._serialized_start=883
-  _globals['_HOOKREQUEST']._serialized_end=995
-  _globals['_HOOKRESPONSE']._serialized_start=997
-  _globals['_HOOKRESPONSE']._serialized_end=1048
-  _globals['_EXTENSIONSERVICE']._serialized_start=1050
-  _globals['_EXTENSIONSERVICE']._serialized_end=1141
-  _globals['_STREAMDECIDERSERVICE']._serialized_start=1143
-  _globals['_STREAMDECIDERSERVICE']._serialized_end=1234
-  _globals['_STREAMREPORTERSERVICE']._serialized_start=1236
-  _globals['_STREAMREPORTERSERVICE']._serialized_end=1325
-  _globals['_HOOKSERVICE']._serialized_start=1327
-  _globals['_HOOKSERVICE']._serialized_end=1404
+  _globals['_FORGETCACHEDVERDICTSREQUEST']._serialized_start=694
+  _globals['_FORGETCACHEDVERDICTSREQUEST']._serialized_end=723
+  _globals['_FORGETCACHEDVERDICTSRESPONSE']._serialized_start=725
+  _globals['_FORGETCACHEDVERDICTSRESPONSE']._serialized_end=755
+  _globals['_ENTITYMETA']._serialized_start=757
+  _globals['_ENTITYMETA']._serialized_end=867
+  _globals['_ENTITY']._serialized_start=869
+  _globals['_ENTITY']._serialized_end=944
+  _globals['_HOOKREQUEST']._serialized_start=946
+  _globals['_HOOKREQUEST']._serialized_end=1058
+  _globals['_HOOKRESPONSE']._serialized_start=1060
+  _globals['_HOOKRESPONSE']._serialized_end=1111
+  _globals['_EXTENSIONSERVICE']._serialized_start=1113
+  _globals['_EXTENSIONSERVICE']._serialized_end=1204
+  _globals['_STREAMDECIDERSERVICE']._serialized_start=1206
+  _globals['_STREAMDECIDERSERVICE']._serialized_end=1297
+  _globals['_STREAMREPORTERSERVICE']._serialized_start=1299
+  _globals['_STREAMREPORTERSERVICE']._serialized_end=1388
+  _globals['_DECISIONCACHESERVICE']._serialized_start=1391
+  _globals['_DECISIONCACHESERVICE']._serialized_end=1522
+  _globals['_HOOKSERVICE']._serialized_start=1524
+  _globals['_HOOKSERVICE']._serialized_end=1601
 # @@protoc_insertion_point(module_scope)

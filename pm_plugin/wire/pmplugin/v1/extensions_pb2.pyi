@@ -71,6 +71,14 @@ class ReportSummary(_message.Message):
     failed: int
     def __init__(self, received: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
+class ForgetCachedVerdictsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ForgetCachedVerdictsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class EntityMeta(_message.Message):
     __slots__ = ("display_name", "locked", "groups", "capabilities", "untyped_meta")
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]

@@ -263,6 +263,96 @@ class StreamReporterService:
             _registered_method=True)
 
 
+class DecisionCacheServiceStub:
+    """(c) The decision cache, from the plugin's side: "forget my cached verdicts", e.g. once the
+    plugin applied new rules. The host serves it on the broker backchannel beside the PR's host
+    services, so a plugin can say it at any time (a plugin whose answers are all cached is never
+    asked, so a field in its replies would never be read). The host takes the plugin's identity
+    from that connection: a plugin can only ever forget its own answers. A host without it
+    answers UNIMPLEMENTED.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ForgetCachedVerdicts = channel.unary_unary(
+                '/pmplugin.v1.DecisionCacheService/ForgetCachedVerdicts',
+                request_serializer=pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsRequest.SerializeToString,
+                response_deserializer=pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsResponse.FromString,
+                _registered_method=True)
+
+
+class DecisionCacheServiceServicer:
+    """(c) The decision cache, from the plugin's side: "forget my cached verdicts", e.g. once the
+    plugin applied new rules. The host serves it on the broker backchannel beside the PR's host
+    services, so a plugin can say it at any time (a plugin whose answers are all cached is never
+    asked, so a field in its replies would never be read). The host takes the plugin's identity
+    from that connection: a plugin can only ever forget its own answers. A host without it
+    answers UNIMPLEMENTED.
+    """
+
+    def ForgetCachedVerdicts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DecisionCacheServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ForgetCachedVerdicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetCachedVerdicts,
+                    request_deserializer=pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsRequest.FromString,
+                    response_serializer=pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pmplugin.v1.DecisionCacheService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pmplugin.v1.DecisionCacheService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DecisionCacheService:
+    """(c) The decision cache, from the plugin's side: "forget my cached verdicts", e.g. once the
+    plugin applied new rules. The host serves it on the broker backchannel beside the PR's host
+    services, so a plugin can say it at any time (a plugin whose answers are all cached is never
+    asked, so a field in its replies would never be read). The host takes the plugin's identity
+    from that connection: a plugin can only ever forget its own answers. A host without it
+    answers UNIMPLEMENTED.
+    """
+
+    @staticmethod
+    def ForgetCachedVerdicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmplugin.v1.DecisionCacheService/ForgetCachedVerdicts',
+            pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsRequest.SerializeToString,
+            pmplugin_dot_v1_dot_extensions__pb2.ForgetCachedVerdictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class HookServiceStub:
     """(b) NetAuth-style hooks: host-defined hook points run in order over an entity.
     """
