@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cli.common import Context, T, emit, pass_ctx, refusals
 from cli.render import table
+from host.control import ControlError, request
 from keys import ed25519
 from keys.errors import KeyFileError
 from keys.store import LEVELS, TrustStore
@@ -122,6 +123,7 @@ def keys_untrust(ctx: Context, key_id: str) -> None:
     """Stop trusting KEY_ID (it can be trusted again later)."""
     _change_trust(ctx, lambda store: store.untrust(key_id))
     click.echo(f"key {key_id} is no longer trusted")
+    _tell_booted_host(ctx)
 
 
 @keys.command("revoke")
@@ -131,6 +133,21 @@ def keys_revoke(ctx: Context, key_id: str) -> None:
     """Revoke KEY_ID for good: nothing it signed runs or installs again."""
     _change_trust(ctx, lambda store: store.revoke(key_id))
     click.echo(f"key {key_id} is revoked")
+    _tell_booted_host(ctx)
+
+
+def _tell_booted_host(ctx: Context) -> None:
+    """A booted host stops the plugins the change leaves without enough trusted signers;
+    with no host running there is nothing to tell (the next boot checks anyway)."""
+    if not ctx.home.control_socket.exists():
+        return
+    try:
+        stopped = request(ctx.home.control_socket, "trust-changed")["stopped"]
+    except ControlError as err:
+        click.echo(f"warning: the booted host was not told: {err}", err=True)
+        return
+    for name in stopped:
+        click.echo(f"stopped plugin {name} in the booted host: its signers are no longer trusted")
 
 
 @keys.command("export")

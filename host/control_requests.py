@@ -42,6 +42,8 @@ def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
     if op == "enable":
         host.enable(str(req["module"]))
         return {}
+    if op == "trust-changed":
+        return {"stopped": host.recheck_trust()}
     if op == "stop":
         host.request_stop()
         return {}

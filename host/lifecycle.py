@@ -16,6 +16,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from host.client import ConfigureArgs, PluginClient
@@ -45,6 +46,15 @@ class _LaunchFailed(LoaderError):
         self.error, self.crashed, self.stderr = error, crashed, stderr
 
 
+class _Refused(_LaunchFailed):
+    """`admit` refused the start (e.g. its signer was revoked since boot): no retry."""
+
+
+#: `admit(name)`: why plugin `name` may not start now (None: it may); asked before every
+#: start and restart.
+Admit = Callable[[str], "str | None"]
+
+
 class PluginLifecycle:
     """Launch, discard and supervise plugins; mixed into `host.runtime.PluginHost`."""
 
@@ -54,6 +64,7 @@ class PluginLifecycle:
     _temporary_base: str
     _uids: dict[str, int]
     sandbox: SandboxSettings
+    admit: Admit | None
     host_version: str
     handshake_timeout: float
     stop_grace: float
@@ -95,6 +106,9 @@ class PluginLifecycle:
                 caller (a manual start reports it, a restart counts it as a crash).
             _Superseded: stop() or another start() came meanwhile; the process is stopped.
         """
+        refusal = self.admit(instance.name) if self.admit is not None else None
+        if refusal:
+            raise _Refused(LoaderError(refusal), crashed=False, stderr=[])
         process = self._new_process(instance)
         client = self._bring_up(instance, process, epoch)
         self._go_live(instance, process, client, epoch, restart=restart)
@@ -287,6 +301,12 @@ class PluginLifecycle:
             try:
                 self._launch(instance, epoch, restart=True)
             except _Superseded:
+                return
+            except _Refused as refused:  # not a crash: the host no longer lets it run
+                with self._lock:
+                    if instance._epoch == epoch:
+                        self._set(instance, PluginState.FAILED, str(refused))
+                log.error("%s", refused)
                 return
             except _LaunchFailed as failed:  # a restart that fails is one more crash
                 reason, stderr, crashed_at = str(failed), failed.stderr, time.monotonic()

@@ -24,9 +24,12 @@ from typing import Any
 
 from host.dns_answers import record_json, system_resolve
 from host.errors import HookAbortedError
-from host.runtime import PluginHost, PluginInstance, PluginSpec, PluginState
+from host.runtime import PluginHost, PluginSpec, PluginState
 from host.sandbox import SandboxSettings
+from host.status_rows import enforced, signer_words
+from keys.errors import KeysError
 from keys.store import TrustStore
+from loader.binding import signer_refusal
 from loader.boot import BootPlan, PlannedPlugin, PlanStatus
 from loader.capabilities import Capabilities
 from loader.errors import LoaderError
@@ -98,6 +101,7 @@ class ReferenceHost:
         )
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
+        self.plugins.admit = self._admit  # every start and restart re-checks the signers
         self.modules = ModuleManager()
         self.core = {name: _CoreModule(name) for name in CORE_MODULES}
         self.plan = BootPlan([])
@@ -213,6 +217,31 @@ class ReferenceHost:
 
     # -- run-time switches ------------------------------------------------------------------
 
+    def _admit(self, name: str) -> str | None:
+        """Whether plugin `name` may start now: its boot-time signers, against the trust
+        store as it is on disk now (a key revoked or untrusted since stops it)."""
+        row = self._rows.get(name)
+        if row is None or row.verdict is None:
+            return None
+        try:
+            self.trust = TrustStore.load(self.home.trust_store)
+        except KeysError as err:
+            return f"plugin {name} may not start: the trust store cannot be read ({err})"
+        return signer_refusal(
+            name, row.verdict, self.trust, threshold=self.threshold, dev_mode=self.dev_mode
+        )
+
+    def recheck_trust(self) -> list[str]:
+        """After `keys revoke` or `untrust`: stop every plugin no longer signed by enough
+        trusted keys; returns their names."""
+        stopped = []
+        for instance in self.plugins.plugins():
+            reason = self._admit(instance.name)
+            if reason and instance.state is not PluginState.FAILED:
+                self.plugins.refuse(instance.name, reason)
+                stopped.append(instance.name)
+        return stopped
+
     def disable(self, name: str) -> list[str]:
         """Turn a module off; returns the dependents stopped with it."""
         return self.modules.disable(name)
@@ -247,7 +276,7 @@ class ReferenceHost:
                         "state": "refused",
                         "reason": planned.reason,
                         "version": planned.version,
-                        "signer": _signer(planned),
+                        "signer": signer_words(planned),
                         "verification": planned.status.value,
                         "pid": None,
                         "restarts": 0,
@@ -265,12 +294,12 @@ class ReferenceHost:
         instance = self.plugins.get(name)
         out: dict[str, Any] = {
             "version": planned.version,
-            "signer": _signer(planned),
+            "signer": signer_words(planned),
             "verification": planned.status.value,
             "pid": instance.pid,
             "restarts": getattr(instance, "restarts", 0),
             "capabilities": instance.spec.capabilities.describe(),
-            "sandbox": _enforced(instance),
+            "sandbox": enforced(instance),
         }
         if state is ModuleState.RUNNING and instance.state is not PluginState.RUNNING:
             out["state"] = instance.state.value  # crashed, restarting or failed since
@@ -352,14 +381,6 @@ class ReferenceHost:
         return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
 
 
-def _enforced(instance: PluginInstance) -> dict[str, Any] | None:
-    """What the plugin's sandbox enforces, while it has a process."""
-    process = instance.process
-    if process is None or process.enforced is None:
-        return None
-    return process.enforced.to_json()
-
-
 def _settings_of(home: Home) -> HostSettings:
     """host.json; a broken one means the defaults (one signature, sandbox required), and
     says so."""
@@ -368,12 +389,3 @@ def _settings_of(home: Home) -> HostSettings:
     except LoaderError as err:
         log.error("%s; using the defaults (one signature, sandbox required)", err)
         return HostSettings()
-
-
-def _signer(row: PlannedPlugin) -> str:
-    if row.status is PlanStatus.UNSIGNED:
-        return "unsigned (dev mode)" if row.runs else "unsigned"
-    if row.key_id:
-        keys = ", ".join(k[:12] for k in row.key_ids or (row.key_id,))
-        return f"{keys} ({row.trust_level or 'untrusted'})"
-    return "-"

@@ -39,7 +39,7 @@ from host.dispatch import (
     ResolverChain,
 )
 from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
-from host.lifecycle import PluginLifecycle, _LaunchFailed, _Superseded
+from host.lifecycle import Admit, PluginLifecycle, _LaunchFailed, _Superseded
 from host.sandbox import SandboxSettings, uid_for
 from host.services.backchannel import HostServices
 from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
@@ -68,6 +68,7 @@ class PluginHost(PluginLifecycle):
         restart: RestartPolicy | None = DEFAULT_RESTART_POLICY,
         on_state: StateListener | None = None,
         cache_max_ttl: float = DEFAULT_CACHE_MAX_TTL,
+        admit: Admit | None = None,
     ) -> None:
         """`restart=None` turns supervision off: a crashed plugin stays CRASHED.
 
@@ -78,6 +79,7 @@ class PluginHost(PluginLifecycle):
         (start, stop, get) and cannot stall a crash being handled. Its exceptions are logged.
         """
         self.cache = DecisionCache(max_ttl=cache_max_ttl)  # ValueError before anything else
+        self.admit = admit  # asked before every start and restart (host.lifecycle.Admit)
         self.services = services if services is not None else HostServices()
         if self.services.plugin_manager is None:
             self.services.plugin_manager = self
@@ -198,6 +200,14 @@ class PluginHost(PluginLifecycle):
                 log.error("plugin %s: its restart did not end within %g s", name, bound)
         with self._lock:
             instance._supervisors = [s for s in instance._supervisors if s.thread.is_alive()]
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Stop a plugin the host no longer lets run, and mark it FAILED with `reason`."""
+        self.stop(name)
+        instance = self.get(name)
+        with self._lock:
+            self._set(instance, PluginState.FAILED, reason)
+        log.error("%s", reason)
 
     def start_all(self) -> dict[str, str]:
         """Start every plugin not disabled; returns name -> reason for those that failed."""

@@ -13,6 +13,9 @@ refusal one sentence. They run on releases that already verified; they are pure.
   signed release the lock does not know is refused; an unsigned one runs without an entry only
   in dev mode (a plugin put in place by hand while developing).
 - **Types**: plugins.json may narrow what the signed manifest declares, never add a type.
+- **Signers, over time**: a release that verified at boot runs again (a restart, `module
+  enable`) only while enough of the keys that signed it are still trusted and not revoked
+  (`signer_refusal`, against the trust store as it is now).
 - **Privilege**: `"privileged": true` in plugins.json takes effect only for a release signed
   by an `official` key, one the user granted it to (`pm-plugins grant NAME privileged`,
   recorded in the lock against its signers), or an unsigned release in dev mode.
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from keys.store import TrustStore
 from loader.lockfile import Locked
 from loader.manifest import Manifest
 from loader.plugins_json import PluginEntry
 from loader.verify import Verdict
 
-__all__ = ["lock_mismatch", "privilege_refusal", "types_refusal"]
+__all__ = ["lock_mismatch", "privilege_refusal", "signer_refusal", "types_refusal"]
 
 
 def _keys(ids: Sequence[str]) -> str:
@@ -101,4 +105,25 @@ def privilege_refusal(
         f"plugin {entry.name} runs unprivileged: plugins.json asks for privileged, but it is "
         f"signed by a {verdict.trust_level or 'untrusted'} key, not an official one; grant it "
         f"with `pm-plugins grant {entry.name} privileged`"
+    )
+
+
+def signer_refusal(
+    name: str, verdict: Verdict, trust: TrustStore, *, threshold: int, dev_mode: bool
+) -> str | None:
+    """Why a release that verified earlier may not run now: too few of the keys whose
+    signatures verified are still trusted (revoked or untrusted since)."""
+    if verdict.unsigned:
+        return None if dev_mode else f"plugin {name} is unsigned and dev mode is off"
+    still = [k for k in verdict.key_ids if trust.is_trusted(k)]
+    if len(still) >= threshold:
+        return None
+    gone = ", ".join(
+        f"{k[:12]}... ({'revoked' if trust.is_revoked(k) else 'no longer trusted'})"
+        for k in verdict.key_ids
+        if k not in still
+    )
+    return (
+        f"plugin {name} may no longer run: it is signed by {gone}; {len(still)} trusted "
+        f"signature(s) remain and this host requires {threshold}"
     )

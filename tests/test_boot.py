@@ -528,3 +528,50 @@ def test_the_auth_module_runs_hook_plugins(
     host.disable("auth")
     with pytest.raises(LoaderError, match="the auth module is not running"):
         host.run_hook("PreAuthCheck", "alice")
+
+
+# -- revocation reaches the running host ------------------------------------------------------
+
+
+def revoke(home: Home, publisher: Publisher) -> None:
+    store = TrustStore.load(home.trust_store)
+    store.revoke(publisher.key_id)
+    store.save(home.trust_store)
+
+
+def test_revoking_a_signer_stops_its_running_plugins(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    host = boot(home, booted)
+    assert module_row(host, "allowlist")["state"] == "running"
+    assert host.recheck_trust() == []  # nothing changed: nothing stops
+    revoke(home, publisher)
+    assert host.recheck_trust() == ["allowlist"]
+    row = module_row(host, "allowlist")
+    assert row["state"] == "failed" and row["pid"] is None
+    assert row["reason"] == (
+        f"plugin allowlist may no longer run: it is signed by {publisher.key_id[:12]}... "
+        "(revoked); 0 trusted signature(s) remain and this host requires 1"
+    )
+    host.enable("allowlist")  # module enable re-checks too
+    assert host.plugins.get("allowlist").state.value == "failed"
+
+
+def test_a_crash_restart_re_checks_the_signers(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
+    host = boot(home, booted)
+    pid = host.plugins.get("allowlist").pid
+    assert pid is not None
+    store = TrustStore.load(home.trust_store)
+    store.untrust(publisher.key_id)
+    store.save(home.trust_store)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: host.plugins.get("allowlist").state.value == "failed", 10)
+    reason = host.plugins.get("allowlist").reason
+    assert reason.endswith(
+        "(no longer trusted); 0 trusted signature(s) remain and this host requires 1"
+    )
+    assert host.plugins.get("allowlist").restarts == 0

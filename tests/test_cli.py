@@ -341,3 +341,19 @@ def test_install_needs_names_or_locked_alone(cli: Cli) -> None:
     assert done.returncode == 2
     out = cli("install", "--locked").stdout
     assert out.strip() == "nothing to do: every release plugins.lock records is installed"
+
+
+def test_keys_revoke_stops_the_plugins_it_signed_in_the_booted_host(
+    cli: Cli, running_host: subprocess.Popen[str]
+) -> None:
+    (kid,) = [k["key_id"] for k in json.loads(cli("keys", "list", "--json").stdout)["trusted"]]
+    out = cli("keys", "revoke", kid).stdout.splitlines()
+    assert out[0] == f"key {kid} is revoked"
+    assert sorted(out[1:]) == [
+        "stopped plugin allowlist in the booted host: its signers are no longer trusted",
+        "stopped plugin hosts in the booted host: its signers are no longer trusted",
+    ]
+    states = {m["name"]: m["state"] for m in json.loads(cli("status", "--json").stdout)["modules"]}
+    assert states["hosts"] == "failed" and states["allowlist"] == "failed"
+    cli("stop")
+    assert running_host.wait(timeout=20) == 0
