@@ -45,7 +45,7 @@ from registry_client.installer import (
 )
 from registry_client.replacing import Replacing
 from registry_client.resolve import ResolutionError, Want, parse_request, resolve
-from registry_client.sources import Chosen, IndexView, open_clients
+from registry_client.sources import Chosen, IndexView, open_clients, publisher_role
 from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
 
@@ -93,6 +93,19 @@ def choose(
             continue
         out.append(index.releases[(name, candidate.version)])
     return out
+
+
+def _check_delegation(client: RegistryClient, release: Release) -> None:
+    """A plugin the registry delegates to a publisher role is that role's to sign."""
+    role = publisher_role(client, release.name)
+    if role is None or set(release.key_ids) & role[1]:
+        return
+    signers = ", ".join(f"{k[:12]}..." for k in release.key_ids) or "no key you trust"
+    raise InstallError(
+        f"refusing {release.name} {release.version}: registry {client.name} delegates "
+        f"{release.name} to role {role[0]}, and its manifest is signed by {signers}, not by "
+        "a key of that role"
+    )
 
 
 def _not_down(
@@ -166,6 +179,7 @@ def install_from_index(
                 threshold=threshold,
             )
             progress(f"verified {label}: signed by {candidate.signers()}")
+            _check_delegation(client, candidate)
             if check is not None:
                 check(candidate)
             verified.append(dataclasses.replace(candidate, registry=pick.registry))

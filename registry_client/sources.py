@@ -11,6 +11,9 @@ for all of them. Here:
 - a plugin whose lock entry names its registry comes from that registry alone (a release of
   the same name elsewhere is another publisher's business), as does every plugin when the
   user passes `--registry NAME`;
+- where the index delegates a plugin to a publisher role, its manifest must be signed by a
+  key of that role (:func:`publisher_role`): another key the user trusts cannot publish it
+  through that registry;
 - a registry that cannot be reached is a warning (one sentence) while another one can serve;
   `search` and `info` may read its cached signed metadata instead (:class:`CacheFetcher`:
   TUF verifies it again, expiry included, and nothing new is fetched), with a note.
@@ -24,11 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 from tuf.api import exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
+from index import paths
+from keys import ed25519
 from loader.home import Home
 from loader.lockfile import Locked
 from registry_client import registries
@@ -37,7 +43,7 @@ from registry_client.resolve import Candidate
 from registry_client.tuf_client import RegistryClient, RegistryError
 from registry_client.tuf_client import Release as IndexRelease
 
-__all__ = ["CacheFetcher", "Chosen", "IndexView", "open_clients"]
+__all__ = ["CacheFetcher", "Chosen", "IndexView", "open_clients", "publisher_role"]
 
 Progress = Callable[[str], None]
 _VERSIONED = re.compile(r"\d+\.(?P<role>.+)\.json")
@@ -179,3 +185,27 @@ class CacheFetcher(FetcherInterface):
         except OSError:
             raise exceptions.DownloadHTTPError(f"{name} is not in the cache", 404) from None
         return iter([data])
+
+
+def publisher_role(client: RegistryClient, name: str) -> tuple[str, frozenset[str]] | None:
+    """The publisher role the registry's verified top-level targets delegate plugin `name`
+    to, and the ids of its keys (computed from the keys, never taken from the metadata's
+    labels); None when the plugin is not delegated."""
+    targets = client._ready()._trusted_set.targets  # verified by refresh
+    delegations = targets.delegations
+    if delegations is None or delegations.roles is None:
+        return None
+    path = paths.releases_path(name)
+    for role in delegations.roles.values():
+        if not role.name.startswith(paths.PUBLISHER_ROLE_PREFIX) or not role.is_delegated_path(
+            path
+        ):
+            continue
+        ids = set()
+        for kid in role.keyids:
+            key = delegations.keys.get(kid)
+            if key is not None and key.keytype == "ed25519":
+                raw = bytes.fromhex(key.keyval["public"])
+                ids.add(ed25519.key_id(Ed25519PublicKey.from_public_bytes(raw)))
+        return role.name, frozenset(ids)
+    return None

@@ -19,11 +19,12 @@ from keys.store import TrustStore
 from loader.home import Home
 from loader.lockfile import read_lock
 from registry_client.default_index import ensure_default_registry
+from registry_client.installer import InstallError, read_package
 from registry_client.registries import add_registry, read_registries
-from registry_client.registry_install import choose, install_from_index
-from registry_client.sources import open_clients
+from registry_client.registry_install import _check_delegation, choose, install_from_index
+from registry_client.sources import open_clients, publisher_role
 from registry_client.tuf_client import RegistryError
-from tests.tuf_helpers import PASSPHRASE, IndexServer, release
+from tests.tuf_helpers import PASSPHRASE, IndexServer, make_package, release
 
 
 @dataclass
@@ -155,3 +156,33 @@ def test_registry_add_checks_the_url_before_saving(tmp_path: Path, serve: Serve)
         add_registry(state, "wrong", "http://127.0.0.1:9/", real.repo.root_bytes())
     assert read_registries(state) == []
     assert not (state.root / "registries" / "wrong").exists()
+
+
+def test_a_delegated_plugin_must_be_signed_by_a_key_of_its_role(tmp_path: Path, home: Home) -> None:
+    acme, other = ed25519.generate(), ed25519.generate()
+    repo = IndexRepo.init(tmp_path / "repo-delegated", passphrase=PASSPHRASE)
+    repo.delegate("acme", acme.public_key(), ["hosts"], publisher_key=acme)
+    repo.add_releases([release("hosts", "1.0.0", acme)], publisher_keys=[acme])
+    repo.publish()
+    server = IndexServer(repo.published_dir)
+    try:
+        add(home, "real", Served(repo, server, acme))
+        store = TrustStore.load(home.trust_store)
+        store.trust(other.public_key(), "official", "another publisher")
+        store.save(home.trust_store)
+        (client,) = [c for c in open_clients(home, lambda _: None) if c.name == "real"]
+        assert publisher_role(client, "hosts") == ("publisher-acme", {ed25519.key_id(acme)})
+        assert publisher_role(client, "allowlist") is None
+        trust = TrustStore.load(home.trust_store)
+        by_other = make_package(tmp_path / "dist", "hosts", "1.1.0", other)
+        with pytest.raises(InstallError) as err:
+            _check_delegation(client, read_package(by_other, trust=trust, dev_mode=False))
+        assert str(err.value) == (
+            "refusing hosts 1.1.0: registry real delegates hosts to role publisher-acme, and "
+            f"its manifest is signed by {ed25519.key_id(other)[:12]}..., not by a key of that role"
+        )
+        by_acme = make_package(tmp_path / "dist2", "hosts", "1.1.0", acme)
+        _check_delegation(client, read_package(by_acme, trust=trust, dev_mode=False))
+    finally:
+        server.close()
+        repo.close()
