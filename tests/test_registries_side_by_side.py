@@ -171,7 +171,10 @@ def test_a_delegated_plugin_must_be_signed_by_a_key_of_its_role(tmp_path: Path, 
         store.trust(other.public_key(), "official", "another publisher")
         store.save(home.trust_store)
         (client,) = [c for c in open_clients(home, lambda _: None) if c.name == "real"]
-        assert publisher_role(client, "hosts") == ("publisher-acme", {ed25519.key_id(acme)})
+        assert publisher_role(client, "hosts") == (
+            "publisher-acme",
+            frozenset({ed25519.key_id(acme)}),
+        )
         assert publisher_role(client, "allowlist") is None
         trust = TrustStore.load(home.trust_store)
         by_other = make_package(tmp_path / "dist", "hosts", "1.1.0", other)
