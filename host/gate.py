@@ -33,6 +33,8 @@ log = logging.getLogger("pm_plugins.gate")
 #: Connections one plugin may hold open to its gate at once (gRPC needs one).
 MAX_CONNECTIONS = 8
 _CHUNK = 64 * 1024
+#: Refusals logged one by one; after these, every thousandth (a connect loop floods nothing).
+LOGGED_REFUSALS = 10
 
 
 class PeerGate:
@@ -58,17 +60,22 @@ class PeerGate:
         self.refused = 0
 
     def start(self) -> None:
+        """Bind and give the socket to the plugin's uid in the host-only folder, then move
+        it into the plugin's socket folder: nothing the plugin can swap (a symlink in its
+        own folder) is ever followed by the host's chown."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        staged = os.path.join(os.path.dirname(self.inner_path), "public")
         old = os.umask(0o177)
         try:
-            listener.bind(self.public_path)
+            listener.bind(staged)
+            if self._uid is not None:
+                os.chown(staged, self._uid, self._uid, follow_symlinks=False)
+            os.rename(staged, self.public_path)  # replaces whatever entry is there
         except OSError:
             listener.close()
             raise
         finally:
             os.umask(old)
-        if self._uid is not None:
-            os.chown(self.public_path, self._uid, self._uid)
         listener.listen(MAX_CONNECTIONS)
         self._listener = listener
         threading.Thread(target=self._accept, name=f"gate-{self.name}", daemon=True).start()
@@ -121,7 +128,11 @@ class PeerGate:
             return True
         self.refused += 1
         why = "too many connections" if full else f"pid {pid} is not a process of the plugin"
-        log.warning("host services of plugin %s: refused a connection: %s", self.name, why)
+        if self.refused <= LOGGED_REFUSALS or self.refused % 1000 == 0:  # a flood logs little
+            log.warning(
+                "host services of plugin %s: refused a connection: %s (%d refused)",
+                self.name, why, self.refused,
+            )  # fmt: skip
         return False
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:

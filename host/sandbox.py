@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 
 import pm_plugin
 from host import landlock
+from host.declared import Declared, close_all, inside, open_declared
 from host.errors import PluginProcessError
 from host.seccomp import program_fd
 from loader.capabilities import Capabilities
@@ -181,24 +181,6 @@ def _limits_words(dedicated_uid: bool) -> str:
     return words + " (no process limit: the plugin shares the host's uid)"
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def check_declared(name: str, caps: Capabilities, settings: SandboxSettings) -> None:
-    """Refuse a declaration that would reach the state root or the plugins' socket folders."""
-    private = [*settings.protected, tempfile.gettempdir()]
-    for path in (*caps.read, *caps.write):
-        hit = next((p for p in private if _inside(p, path)), None)
-        if hit is None:
-            hit = next((p for p in settings.protected if _inside(path, p)), None)
-        if hit is not None:
-            raise PluginProcessError(
-                f"plugin {name} cannot start: it declares access to {path}, which would reach "
-                f"the host's private files in {hit}"
-            )
-
-
 def sandbox_command(
     name: str,
     argv: Sequence[str],
@@ -216,7 +198,24 @@ def sandbox_command(
         PluginProcessError: the declaration reaches private files, or the sandbox cannot be
             set up and `settings.mode` is `required`.
     """
-    check_declared(name, caps, settings)
+    declared = open_declared(name, caps, protected=settings.protected, own=(socket_dir, data_dir))
+    try:
+        return _command(name, argv, caps, declared, socket_dir, data_dir, settings, uid)
+    except BaseException:
+        close_all(declared)
+        raise
+
+
+def _command(
+    name: str,
+    argv: Sequence[str],
+    caps: Capabilities,
+    declared: Sequence[Declared],
+    socket_dir: str,
+    data_dir: str,
+    settings: SandboxSettings,
+    uid: int | None,
+) -> Sandboxed:
     tools, why_not = _tools()
     root = os.geteuid() == 0
     guard = [tools["setpriv"], "--no-new-privs", "--pdeathsig", "KILL", "--"]
@@ -226,25 +225,30 @@ def sandbox_command(
                 f"plugin {name} cannot start: its sandbox cannot be set up because {why_not} "
                 '(host.json "sandbox" is "required")'
             )
+        close_all(declared)  # unconfined: nothing is bound
         full = [tools["prlimit"], *_limits(False), "--", *guard, *argv]
         return Sandboxed(full, None, _unconfined(why_not))
     uid = (uid if uid is not None else uid_for(name)) if root else None
-    binds = _binds(argv, caps, socket_dir=socket_dir, data_dir=data_dir, settings=settings)
+    binds = _binds(
+        argv, caps, declared, socket_dir=socket_dir, data_dir=data_dir, settings=settings
+    )
     drop: list[str] = []
     if uid is not None:
         drop = [tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         drop += ["--inh-caps=-all", "--bounding-set=-all", "--"]
     bwrap = [tools["bwrap"], *_namespaces(network=bool(caps.network)), *binds]
-    fds: tuple[int, ...] = () if caps.processes else (program_fd(),)
-    bwrap += [*(a for fd in fds for a in ("--seccomp", str(fd))), "--chdir", data_dir, "--"]
+    seccomp: tuple[int, ...] = () if caps.processes else (program_fd(),)
+    bwrap += [*(a for fd in seccomp for a in ("--seccomp", str(fd))), "--chdir", data_dir, "--"]
     drop += _network_rules(caps)
     full = [tools["prlimit"], *_limits(uid is not None), "--", *guard, *bwrap, *drop, *argv]
+    fds = (*seccomp, *(d.fd for d in declared))
     return Sandboxed(full, uid, _confined(caps, uid), tuple(binds), fds)
 
 
 def _binds(
     argv: Sequence[str],
     caps: Capabilities,
+    declared: Sequence[Declared],
     *,
     socket_dir: str,
     data_dir: str,
@@ -277,15 +281,15 @@ def _binds(
             parents(path)
             out += ["--ro-bind", os.path.realpath(path), path]
     for hidden in settings.protected:
-        if any(_inside(hidden, p) for p in ro):
+        if any(inside(hidden, p) for p in ro):
             parents(hidden)
             out += ["--tmpfs", hidden]
-    for path in caps.read:
+    for path in (socket_dir, data_dir):
         parents(path)
-        out += ["--ro-bind-try", path, path]
-    for path, try_ in [(socket_dir, ""), (data_dir, ""), *((p, "-try") for p in caps.write)]:
-        parents(path)
-        out += [f"--bind{try_}", path, path]
+        out += ["--bind", path, path]
+    for item in declared:  # the objects open_declared checked, not their paths
+        parents(item.path)
+        out += ["--bind-fd" if item.writable else "--ro-bind-fd", str(item.fd), item.path]
     return out
 
 
@@ -307,7 +311,7 @@ def _executable(argv: Sequence[str]) -> tuple[str, ...]:
         if arg.startswith("/")
         and not arg.startswith("/proc/")
         and os.path.isfile(arg)
-        and not any(_inside(arg, r) or _inside(os.path.realpath(arg), r) for r in runtime)
+        and not any(inside(arg, r) or inside(os.path.realpath(arg), r) for r in runtime)
     )
 
 

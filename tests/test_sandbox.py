@@ -13,7 +13,9 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import pytest
 
 from cli.render import sandboxes
 from host.control import ControlServer
+from host.gate import PeerGate
 from host.runtime import PluginHost, PluginSpec
 from host.sandbox import SandboxSettings, uid_for
 from host.services.backchannel import HostServices
@@ -443,3 +446,67 @@ def test_best_effort_runs_unconfined_says_so_and_still_gates_the_channels(
     )
     assert outcomes["other-sockets "].endswith("sockets seen, none answered")
     assert "refused a connection: pid" in caplog.text
+
+
+def test_the_gate_never_follows_a_link_the_plugin_put_in_its_socket_folder(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "host-owned"
+    target.write_text("root's file\n")
+    target.chmod(0o600)
+    before = target.stat()
+    folder = tmp_path / "sockets"  # the plugin's own socket folder
+    folder.mkdir()
+    (folder / "host-1.sock").symlink_to(target)  # planted where the gate will listen
+    inner = tempfile.mkdtemp(prefix="pm-plugins-hs-")
+    uid = 2_999_999 if os.geteuid() == 0 else os.getuid()
+    gate = PeerGate("victim", str(folder / "host-1.sock"), os.path.join(inner, "s"), bool, uid)
+    try:
+        gate.start()
+        info = os.lstat(folder / "host-1.sock")
+        assert stat.S_ISSOCK(info.st_mode) and info.st_uid == uid
+        after = target.stat()
+        assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+    finally:
+        gate.close()
+        shutil.rmtree(inner, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["link", "parent-link"])
+def test_a_declared_path_that_leads_through_a_symlink_is_refused(
+    host: PluginHost, state: State, how: str
+) -> None:
+    shared = state.outside.parent / "shared"
+    shared.mkdir()
+    if how == "link":  # the declared path itself is a link to the state root
+        declared = shared / "sub"
+        declared.symlink_to(state.root)
+    else:  # a folder on the way is a link
+        (shared / "hop").symlink_to(state.root)
+        declared = shared / "hop" / "trust.json"
+    host.add(attacker([("read", str(declared))], Capabilities(read=(str(declared),))))
+    reason = host.start_all()["attacker"]
+    assert reason == (
+        f"plugin attacker cannot start: its declared path {declared} leads through a symlink "
+        f"(to {os.path.realpath(declared)}); declare the real path"
+    )
+
+
+def test_a_path_declared_inside_a_writable_declared_folder_is_refused(
+    host: PluginHost, state: State
+) -> None:
+    shared = state.outside.parent / "shared"
+    (shared / "sub").mkdir(parents=True)
+    caps = Capabilities(write=(str(shared),), read=(str(shared / "sub"),))
+    host.add(attacker([], caps))
+    assert host.start_all()["attacker"] == (
+        f"plugin attacker cannot start: it declares {shared / 'sub'} inside {shared}, which "
+        "it may write (it could turn the inner path into a link to anywhere)"
+    )
+
+
+def test_the_data_folder_cannot_be_declared(host: PluginHost, state: State) -> None:
+    data = state.data / "attacker"
+    host.add(attacker([], Capabilities(read=(str(data / "x"),))))
+    reason = host.start_all()["attacker"]
+    assert reason.startswith(f"plugin attacker cannot start: it declares access to {data}/x")
