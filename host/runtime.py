@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import shutil
 import threading
 from typing import Any, cast
@@ -40,7 +41,7 @@ from host.dispatch import (
 )
 from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
 from host.lifecycle import Admit, PluginLifecycle, _LaunchFailed, _Superseded
-from host.sandbox import SandboxSettings, uid_for
+from host.sandbox import SandboxSettings, is_plugin_uid, uid_for
 from host.services.backchannel import HostServices
 from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
 from loader.errors import LoaderError
@@ -116,8 +117,24 @@ class PluginHost(PluginLifecycle):
                 raise ValueError(f"plugin {spec.name} is already configured")
             instance = PluginInstance(spec)
             self._plugins[spec.name] = instance
-            self._uids[spec.name] = uid_for(spec.name, taken=set(self._uids.values()))
+            self._uids[spec.name] = self._uid_of(spec.name)
             return instance
+
+    def _uid_of(self, name: str) -> int:
+        """The plugin's own uid: the one that owns its data folder from an earlier run, else
+        a fresh one; never one another plugin has or whose data folder it owns (uids are not
+        handed out by the order plugins are added)."""
+        owners: dict[str, int] = {}
+        if self.base_directory and os.path.isdir(self.base_directory):
+            for entry in os.scandir(self.base_directory):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        owners[entry.name] = entry.stat(follow_symlinks=False).st_uid
+        taken = set(self._uids.values()) | {u for n, u in owners.items() if n != name}
+        earlier = owners.get(name)
+        if earlier is not None and is_plugin_uid(earlier) and earlier not in taken:
+            return earlier
+        return uid_for(name, taken=taken)
 
     def plugin_of(self, pid: int) -> str | None:
         """The plugin whose process (or a descendant of it) `pid` is, None for none."""

@@ -48,6 +48,7 @@ __all__ = [
     "SandboxSettings",
     "Sandboxed",
     "give_tree",
+    "is_plugin_uid",
     "sandbox_command",
     "uid_for",
 ]
@@ -116,6 +117,11 @@ class Sandboxed:
         for fd in self.pass_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def is_plugin_uid(uid: int) -> bool:
+    """Whether `uid` is one of the range plugins get (never a system or user account)."""
+    return FIRST_UID <= uid < FIRST_UID + UID_RANGE
 
 
 def uid_for(name: str, taken: Collection[int] = ()) -> int:
