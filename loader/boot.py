@@ -34,13 +34,12 @@ from loader.binding import lock_mismatch, privilege_refusal, types_refusal
 from loader.errors import LoaderError
 from loader.home import Home
 from loader.lockfile import Locked, read_lock
-from loader.manifest import Manifest
+from loader.manifest import MANIFEST_FILE, Manifest
 from loader.order import find_cycle, unsatisfied
 from loader.plugins_json import PluginEntry, read_plugins_file
 from loader.sealed import read_once
 from loader.verify import Status, Verdict, verify_plugin
 
-MANIFEST_FILE = "manifest.dsse.json"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 512 << 20
 
@@ -54,6 +53,7 @@ class PlanStatus(enum.StrEnum):
     UNTRUSTED_KEY = "untrusted-key"
     REVOKED_KEY = "revoked-key"
     MODIFIED = "modified"
+    MALFORMED_MANIFEST = "malformed-manifest"
     NOT_INSTALLED = "not-installed"
     NAME_TAKEN = "name-taken"
     REFUSED_DEPENDENCY = "refused-dependency"

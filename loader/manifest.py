@@ -22,7 +22,21 @@ folder; absent means the minimum, and the minimum is never written, so a manifes
 declares nothing has the same bytes as before the field existed.
 
 Every refusal is a :class:`ManifestError`: one sentence naming the source and the field
-(dotted for nested fields, e.g. ``artifact.sha256``). Unknown fields are refused.
+(dotted for nested fields, e.g. ``artifact.sha256``). Unknown fields are refused. The loader's
+source is the plugin and the file, so a refusal reads ``plugin hosts: manifest.dsse.json:
+field "artifact.size" ...``.
+
+``artifact.filename`` is a plain file name that does not start with ``.``: the loader finds a
+release's artifact as the one file beside ``manifest.dsse.json`` and skips hidden files, so a
+dot-file artifact could be signed and published but never installed or run.
+
+``created`` may not lie in the future by more than :data:`CREATED_SKEW` (clocks differ): a
+release dated in the future means a wrong clock at the publisher's or a made-up date, and
+users are shown that date. :func:`check_created` holds that rule and the *verifier* applies it
+(:func:`loader.verify.verify_plugin`, with an injectable ``now``), not
+:func:`parse_manifest`: parsing stays a pure function of the bytes, so the same bytes parse
+the same on every machine and at every time (round trips, the index's intake), while
+whether a release may be used *now* is decided where the clock is read, once.
 
 What it leaves to others: verifying the signature (``keys``; parse only what was
 verified), checking that the manifest's name and version are the ones asked for, that
@@ -34,7 +48,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -47,14 +61,23 @@ from loader.errors import LoaderError
 from loader.fields import check_name, check_types, check_unknown, check_version, show
 
 __all__ = [
+    "CREATED_SKEW",
+    "MANIFEST_FILE",
     "Artifact",
     "Manifest",
     "ManifestError",
     "Requires",
+    "check_created",
     "format_created",
     "manifest_to_bytes",
     "parse_manifest",
 ]
+
+#: The signed manifest's file name, beside the artifact in a package and a release.
+MANIFEST_FILE = "manifest.dsse.json"
+#: How far ``created`` may lie ahead of the verifier's clock (clocks differ; the refusal
+#: says "a day").
+CREATED_SKEW = timedelta(days=1)
 
 _FIELDS = (
     "name",
@@ -212,7 +235,12 @@ def _artifact(obj: dict[str, Any], source: str) -> Artifact:
     if not _FILENAME.fullmatch(filename) or filename in (".", ".."):
         raise StrictJSONError(
             f'{source}: field "artifact.filename" is {show(filename)}, which is not a plain'
-            " file name (1-128 of A-Z, a-z, 0-9, '.', '_' and '-', not '.' or '..')"
+            " file name (1-128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.')"
+        )
+    if filename.startswith("."):
+        raise StrictJSONError(
+            f'{source}: field "artifact.filename" is {show(filename)}, a hidden file name'
+            " (it starts with '.'), which the loader never loads"
         )
     digest = _get(art, "sha256", str, source=source, path="artifact.sha256")
     if not _SHA256.fullmatch(digest):
@@ -288,6 +316,23 @@ def parse_manifest(payload: bytes, *, source: str) -> Manifest:
         return _manifest(payload, source)
     except StrictJSONError as err:
         raise ManifestError(str(err)) from err
+
+
+def check_created(manifest: Manifest, *, source: str, now: datetime) -> None:
+    """Refuse a manifest ``created`` more than :data:`CREATED_SKEW` after ``now``.
+
+    Why apart from :func:`parse_manifest`: parsing is a pure function of the bytes; this rule
+    depends on the verifying machine's clock, which only the verifier reads (and tests set).
+    Raises :class:`ManifestError` (one sentence naming ``source`` and the field).
+    """
+    if now.tzinfo is None:
+        raise ValueError("check_created() wants an aware datetime")
+    if manifest.created_at > now + CREATED_SKEW:
+        raise ManifestError(
+            f'{source}: field "created" is {manifest.created}, more than a day after this'
+            f" machine's clock ({format_created(now)}); check the clock, or ask the publisher"
+            " to sign the release again with the right time"
+        )
 
 
 def _to_json(manifest: Manifest) -> dict[str, Any]:

@@ -4,14 +4,22 @@
 none, and the artifact) plus the trust store, and returns a `Verdict` that explains itself.
 It reads no file and opens no socket, so the trust table of DESIGN.md is one parametrized
 test. The order is fixed: verify the signed bytes first (against trusted, unrevoked keys),
-parse the manifest from exactly those bytes, check it names this plugin, then hash the
-artifact.
+parse the manifest from exactly those bytes, check it names this plugin, then compare the
+artifact's size and SHA-256.
+
+A payload whose signature verifies but which is not a valid manifest is ``malformed-manifest``,
+not ``invalid-signature``: the publisher signed bad bytes, and the user should hear that rather
+than suspect a forgery. A ``created`` time more than a day ahead of this machine's clock is
+refused the same way (:func:`loader.manifest.check_created`); the clock is read here, once per
+call, and ``now`` makes it a parameter for tests. Refusals about the manifest name the plugin,
+the file and the field: ``plugin hosts: manifest.dsse.json: field "artifact.size" ...``.
 
 | plugin state                                                    | normal  | dev mode |
 |-----------------------------------------------------------------|---------|----------|
 | signed by a trusted, unrevoked key, bytes match                 | runs    | runs     |
 | unsigned (no manifest)                                          | refused | runs     |
 | bad signature, untrusted/revoked key, modified, other's manifest | refused | refused  |
+| signed, but the payload is not a valid manifest (or from the future) | refused | refused |
 """
 
 from __future__ import annotations
@@ -20,23 +28,33 @@ import enum
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from keys.dsse import Envelope, envelope_from_bytes, verify
 from keys.errors import SignatureError
 from keys.store import TrustStore
-from loader.manifest import Manifest, ManifestError, parse_manifest
+from loader.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    check_created,
+    parse_manifest,
+)
 
 #: The DSSE payload type of a signed plugin manifest.
 MANIFEST_PAYLOAD_TYPE = "application/vnd.pm-plugins.manifest+json"
 
 
 class Status(enum.StrEnum):
+    """A verdict's one reason; the values are what `verify --json` and `status` print."""
+
     VERIFIED = "verified"
     UNSIGNED = "unsigned"
     INVALID_SIGNATURE = "invalid-signature"
     UNTRUSTED_KEY = "untrusted-key"
     REVOKED_KEY = "revoked-key"
     MODIFIED = "modified"
+    MALFORMED_MANIFEST = "malformed-manifest"  # signature good, signed payload not a manifest
 
 
 @dataclass(frozen=True)
@@ -112,21 +130,25 @@ def verify_plugin(
     version: str | None = None,
     platform: str | None = None,
     threshold: int = 1,
+    now: datetime | None = None,
 ) -> Verdict:
     """Decide whether plugin `name` (optionally at `version`, for `platform`) may run.
 
     `name=None` checks a package whose name is not known yet (an install from a path): the
-    verified manifest then names the plugin, and the messages say "the package".
+    verified manifest then names the plugin, and the messages say "the package". `now`
+    (aware; default: this machine's clock) is the time a manifest's `created` is checked at.
     """
     label = f"plugin {name}" if name is not None else "the package"
+    where = f"{label}: {MANIFEST_FILE}" if name is not None else MANIFEST_FILE
     if envelope is None:
         return _unsigned(label, dev_mode)
     try:
         # 1. the signed bytes, against trusted and unrevoked keys
-        key_ids, payload = _verified_signers(label, envelope, trust, threshold)
+        key_ids, payload = _verified_signers(label, where, envelope, trust, threshold)
         key_id = key_ids[0]
-        # 2. the manifest, parsed from exactly the verified bytes
-        manifest = _signed_manifest(label, payload, key_id)
+        # 2. the manifest, parsed from exactly the verified bytes, and not from the future
+        clock = now if now is not None else datetime.now(UTC)
+        manifest = _signed_manifest(where, payload, key_id, clock)
         # 3. it must be this plugin's manifest
         name = _check_identity(manifest, name, version, platform, key_id)
         # 4. the artifact bytes
@@ -158,11 +180,11 @@ def _unsigned(label: str, dev_mode: bool) -> Verdict:
 
 
 def _verified_signers(
-    label: str, envelope: bytes, trust: TrustStore, threshold: int
+    label: str, where: str, envelope: bytes, trust: TrustStore, threshold: int
 ) -> tuple[list[str], bytes]:
     """The distinct trusted key ids that verified `envelope`, and the payload they signed."""
     try:
-        parsed = envelope_from_bytes(envelope, source=f"manifest of {label}")
+        parsed = envelope_from_bytes(envelope, source=where)
     except SignatureError as err:
         raise _Refused(_refused(Status.INVALID_SIGNATURE, str(err))) from err
     try:
@@ -171,18 +193,22 @@ def _verified_signers(
             trust.trusted_keys(),
             threshold,
             payload_type=MANIFEST_PAYLOAD_TYPE,
-            source=f"manifest of {label}",
+            source=where,
         )
     except SignatureError as err:
         raise _Refused(_why_not_verified(label, parsed, trust, err, threshold)) from err
     return list(verified.key_ids), verified.payload
 
 
-def _signed_manifest(label: str, payload: bytes, key_id: str) -> Manifest:
+def _signed_manifest(where: str, payload: bytes, key_id: str, now: datetime) -> Manifest:
+    """The manifest the verified payload is; a bad one is malformed, not a bad signature
+    (the signature held: the publisher signed bytes that are not a usable manifest)."""
     try:
-        return parse_manifest(payload, source=f"signed manifest of {label}")
+        manifest = parse_manifest(payload, source=where)
+        check_created(manifest, source=where, now=now)
     except ManifestError as err:
-        raise _Refused(_refused(Status.INVALID_SIGNATURE, str(err), key_id)) from err
+        raise _Refused(_refused(Status.MALFORMED_MANIFEST, str(err), key_id)) from err
+    return manifest
 
 
 def _check_identity(
@@ -215,16 +241,21 @@ def _check_identity(
 
 
 def _check_artifact(manifest: Manifest, name: str, artifact: bytes, key_id: str) -> None:
+    """Refuse an artifact whose size or SHA-256 is not the signed one, saying which differs
+    (a truncated or grown file says its size; a same-size change says its hash)."""
+    signed = manifest.artifact
     digest = hashlib.sha256(artifact).hexdigest()
-    if len(artifact) != manifest.artifact.size or not hmac.compare_digest(
-        digest, manifest.artifact.sha256
-    ):
-        raise _Refused(
-            _refused(
-                Status.MODIFIED,
-                f"the artifact {manifest.artifact.filename} of plugin {name} was modified: its "
-                f"SHA-256 is {digest[:12]}..., the signed manifest says "
-                f"{manifest.artifact.sha256[:12]}...",
-                key_id,
-            )
+    if len(artifact) != signed.size:
+        how = f"its size is {len(artifact)} bytes, the signed manifest says {signed.size}"
+    elif not hmac.compare_digest(digest, signed.sha256):
+        got, want = digest[:12], signed.sha256[:12]
+        how = f"its SHA-256 is {got}..., the signed manifest says {want}..."
+    else:
+        return
+    raise _Refused(
+        _refused(
+            Status.MODIFIED,
+            f"the artifact {signed.filename} of plugin {name} was modified: {how}",
+            key_id,
         )
+    )

@@ -3,7 +3,10 @@
 Why this exists: a publisher signs exactly one thing, the manifest, and the manifest pins the
 artifact by SHA-256 and size. A package is a directory holding the artifact and
 `manifest.dsse.json`; `install ./PATH` and `index add` take it as is. `plugin.toml` is
-checked with the same field rules as every other file (`loader.fields`).
+checked with the same field rules as every other file (`loader.fields`), and `executable`
+must be a plain, visible file name in the source directory: the loader skips hidden files
+when it looks for a release's artifact, so a `.plugin` would package, sign and publish, and
+then never install.
 
 The source directory has a `plugin.toml`:
 
@@ -44,7 +47,7 @@ from keys.errors import StrictJSONError
 from loader.boot import MANIFEST_FILE, MAX_ARTIFACT_BYTES
 from loader.capabilities import Capabilities, parse_capabilities
 from loader.errors import LoaderError
-from loader.fields import check_unknown, expect, optional, require
+from loader.fields import check_unknown, expect, optional, require, show
 from loader.manifest import (
     Artifact,
     Manifest,
@@ -94,7 +97,7 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
         raise PackageError(f"{toml_path}: cannot be read as TOML ({err})") from err
     with _refused():
         check_unknown(doc, _TOML_FIELDS, where=str(toml_path), what=SOURCE_FILE)
-    executable_name = _str(doc, "executable", toml_path)
+    executable_name = _executable(doc, toml_path)
     try:
         data = read_once(directory / executable_name, MAX_ARTIFACT_BYTES)
     except LoaderError as err:
@@ -163,6 +166,23 @@ def _refused() -> Iterator[None]:
 def _str(doc: dict[str, Any], key: str, path: Path) -> str:
     with _refused():
         return str(require(doc, key, str, where=str(path)))
+
+
+def _executable(doc: dict[str, Any], path: Path) -> str:
+    """The `executable` field: a file right in the source directory that the loader will
+    find again once installed (not hidden, not in a subfolder)."""
+    name = _str(doc, "executable", path)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise PackageError(
+            f'{path}: field "executable" is {show(name)}, which is not a plain file name;'
+            " put the executable beside plugin.toml"
+        )
+    if name.startswith("."):
+        raise PackageError(
+            f'{path}: field "executable" is {show(name)}, a hidden file name (it starts with'
+            " '.'), which the loader never loads; rename the executable"
+        )
+    return name
 
 
 def _platform(doc: dict[str, Any], path: Path) -> str:
