@@ -1,11 +1,16 @@
-"""Atomic file writing for key files and the trust store (private to ``keys``)."""
+"""Atomic file changes: writing a file (key files, the trust store, state files) and swapping
+two folders (the installer's rebuilds)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import tempfile
 from pathlib import Path
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -29,3 +34,11 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically (renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(b))

@@ -34,7 +34,8 @@ from loader.binding import lock_mismatch, privilege_refusal, types_refusal
 from loader.errors import LoaderError
 from loader.home import Home
 from loader.lockfile import Locked, read_lock
-from loader.manifest import MANIFEST_FILE, Manifest
+from loader.manifest import MANIFEST_FILE as MANIFEST_FILE  # the loader's name for it too
+from loader.manifest import Manifest
 from loader.order import find_cycle, unsatisfied
 from loader.plugins_json import PluginEntry, read_plugins_file
 from loader.sealed import read_once

@@ -15,16 +15,14 @@ Why this exists: the user's promise is "nothing half-installed, ever". An instal
    after it, the change is finished now or by the next reader;
 6. last, removes the releases it replaced.
 
-Reading and verifying a package (step 2), and what installed releases require (step 3),
-is :mod:`registry_client.reading`; this module writes.
-
-The installer is also what `install NAME` of the registry uses once TUF has downloaded a
-package.
+Reading and verifying a package (step 2) is :mod:`registry_client.reading`, what may be
+replaced (step 3) :mod:`registry_client.replacing`; this module writes. `install NAME` of the
+registry uses it once TUF has downloaded a package. Installing the same releases again
+rewrites nothing.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import shutil
@@ -32,6 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keys._fs import exchange
 from loader import journal
 from loader.boot import MANIFEST_FILE
 from loader.capabilities import Capabilities
@@ -59,9 +58,6 @@ __all__ = [
     "read_package",
     "uninstall",
 ]
-
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
 
 
 @dataclass
@@ -113,7 +109,10 @@ def install_many(
         swapped: list[tuple[Path, Path]] = []  # (final, old copy) of dev rebuilds
         try:
             results, entries = _place_all(home, releases, entries, locked, created, swapped)
-            journal.record(home, dumps_plugins_json(entries), dumps_lock(locked))
+            new = dumps_plugins_json(entries), dumps_lock(locked)
+            if not created and not swapped and new == _current(home):
+                return results  # the same releases again: nothing is rewritten
+            journal.record(home, *new)
         except BaseException:  # not committed: take back what this call put in place
             _take_back(home, created, swapped)
             raise
@@ -189,7 +188,7 @@ def _place(
 def _take_back(home: Home, created: list[Path], swapped: list[tuple[Path, Path]]) -> None:
     """Before the commit: exchange dev rebuilds back and remove the new release folders."""
     for final, old in reversed(swapped):
-        _exchange(old, final)
+        exchange(old, final)
         _remove_tree(home, old.parent)
     for final in created:
         _remove_tree(home, final)
@@ -270,6 +269,13 @@ def uninstall(home: Home, name: str, *, force: bool = False) -> str:
 # -- helpers --------------------------------------------------------------------------------
 
 
+def _current(home: Home) -> tuple[bytes, bytes] | None:
+    try:
+        return home.plugins_json.read_bytes(), home.lock_file.read_bytes()
+    except OSError:
+        return None
+
+
 def _sha256(release: Release) -> str:
     return hashlib.sha256(release.artifact).hexdigest()
 
@@ -324,16 +330,8 @@ def _swap_in(home: Home, final: Path, release: Release) -> Path:
     staging = _stage(home, release)
     new = holder / "release"
     os.rename(staging, new)
-    _exchange(new, final)
+    exchange(new, final)
     return new
-
-
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two folders atomically (renameat2 RENAME_EXCHANGE)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE):
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(b))
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

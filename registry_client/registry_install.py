@@ -13,7 +13,6 @@ release that asks for more capabilities than the installed version had the user'
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -35,6 +34,7 @@ from loader.manifest import parse_manifest
 from loader.sealed import read_once
 from loader.verify import MANIFEST_PAYLOAD_TYPE as PAYLOAD_TYPE
 from registry_client.consent import Ask, ask_consent
+from registry_client.downloads import MANIFEST_CAP, WorkArea
 from registry_client.installer import (
     InstallError,
     InstallResult,
@@ -155,7 +155,7 @@ def install_from_index(
     (`replacing.ask_permission`), asked after verification too."""
     by_name = {c.name: c for c in clients}
     home.ensure()
-    work = Path(tempfile.mkdtemp(prefix=".download-", dir=home.root))
+    work = WorkArea(home)  # sweeps what a killed run left; removed below, whatever happens
     try:
         verified = []
         for pick in chosen:
@@ -163,14 +163,16 @@ def install_from_index(
             client = by_name[pick.registry]
             label = f"{release.name} {release.version}"
             size = release.artifact.length
-            package = work / f"{release.name}-{release.version}"
+            package = work.path / f"{release.name}-{release.version}"
             if bar is None:
                 progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
-                client.download(release.artifact, package)
+                client.download(release.artifact, package, partials=work.partials)
             else:
                 with bar(f"downloading {label}", size) as advance:
-                    client.download(release.artifact, package, on_bytes=advance)
-            client.download(release.manifest, package, filename=MANIFEST_FILE)
+                    client.download(
+                        release.artifact, package, on_bytes=advance, partials=work.partials
+                    )
+            client.download(release.manifest, package, filename=MANIFEST_FILE, cap=MANIFEST_CAP)
             candidate = read_package(
                 package,
                 trust=trust,
@@ -187,7 +189,7 @@ def install_from_index(
         consent = ask_consent(home, verified, allow=allow_capabilities, ask=ask)
         return install_many(home, verified, consent=consent, allowed=allowed)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        work.close()
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,9 @@ def index_manifest(
     """The manifest of `release` (downloaded through TUF into a temporary folder); None
     when it cannot be read or is another release's. The full check is the install's."""
     with tempfile.TemporaryDirectory(prefix="pm-plugins-manifest-") as tmp:
-        path = client.download(release.manifest, Path(tmp), filename=MANIFEST_FILE)
+        path = client.download(
+            release.manifest, Path(tmp), filename=MANIFEST_FILE, cap=MANIFEST_CAP
+        )
         where = f"registry {client.name}: {release.manifest.path}"
         try:
             data = read_once(path, MAX_MANIFEST_BYTES)

@@ -37,8 +37,10 @@ types; a malformed release entry is skipped with a warning.
 Fetchers (:mod:`registry_client.fetchers`): :class:`RequestsFetcher` (a
 ``requests.Session``: timeouts, retries on connection errors, proxies from the
 environment) and :class:`FileFetcher` for a local copy of the index (a folder or a
-``file://`` URL). Both count requests and bytes. The release model and the checks of
-the ``custom`` fields are :mod:`registry_client.releases`.
+``file://`` URL). Both count requests and bytes and give every file a deadline and a
+byte bound. Targets are downloaded by :mod:`registry_client.downloads` (a cap on the
+declared length, resume, the length and hash check); metadata by TUF. The release model
+and the checks of the ``custom`` fields are :mod:`registry_client.releases`.
 
 Cache: ``<cache_dir>/metadata`` holds ngclient's trusted metadata (``root.json`` is the
 trust anchor after :meth:`RegistryClient.bootstrap`). The client is single-instance per
@@ -67,7 +69,8 @@ from index import paths
 from keys import strict_json
 from keys.errors import StrictJSONError
 from loader.fields import show
-from registry_client.fetchers import FileFetcher, RequestsFetcher, _CountingFetcher
+from registry_client import downloads
+from registry_client.fetchers import FileFetcher, RequestsFetcher
 from registry_client.refusals import refusal
 from registry_client.releases import (
     _FILENAME,
@@ -366,30 +369,27 @@ class RegistryClient:
         *,
         filename: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        cap: downloads.Cap = downloads.ARTIFACT_CAP,
+        partials: downloads.Partials | None = None,
     ) -> Path:
         """Download a target into ``dest_dir`` (as its base name, or ``filename``) once
-        its length and hashes match the signed metadata; nothing is left on failure.
-        ``on_bytes`` hears the size of every chunk received (a progress bar)."""
+        its length and hashes match the signed metadata; nothing is left on failure but a
+        resumable part in ``partials`` (:mod:`registry_client.downloads`). A declared
+        length over ``cap`` is refused before any request. ``on_bytes`` hears the size of
+        every chunk received (a progress bar)."""
         updater = self._ready()
         info = self.target(target) if isinstance(target, str) else target
         name = filename or info.filename
         if not _FILENAME.fullmatch(name) or name in (".", ".."):
             raise RegistryError(f"registry {self.name}: {show(name)} is not a plain file name")
-        dest_dir = Path(dest_dir)
+        refused = downloads.too_large(info, cap)
+        if refused is not None:
+            raise RegistryError(f"registry {self.name}: {refused}")
+        dest = Path(dest_dir) / name
         with self._refusing(f"downloading {info.path}"):
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest_dir)
-            os.close(fd)
-            try:
-                counting = self.fetcher if isinstance(self.fetcher, _CountingFetcher) else None
-                if counting is not None:
-                    counting.on_chunk = on_bytes
-                try:
-                    updater.download_target(info.to_tuf(), filepath=tmp)
-                finally:
-                    if counting is not None:
-                        counting.on_chunk = None
-                os.replace(tmp, dest_dir / name)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        return dest_dir / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            url = downloads.target_url(updater, self.url + "targets/", info)
+            downloads.fetch_target(
+                self.fetcher, url, info, dest, partials=partials, on_bytes=on_bytes
+            )
+        return dest

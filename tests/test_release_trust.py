@@ -361,3 +361,18 @@ def test_a_lock_naming_other_bytes_restores_nothing(new_machine: Home) -> None:
 def test_install_by_name_on_a_new_machine_does_not_say_nothing_to_do(new_machine: Home) -> None:
     clients = open_clients(new_machine, lambda _: None)
     assert [c.release.version for c in choose(new_machine, ["hosts==1.2.0"], clients)] == ["1.2.0"]
+
+
+def test_reinstalling_the_same_release_rewrites_nothing(home: Home, registry: Registry) -> None:
+    install(home, "hosts==1.0.0")
+    before = [
+        (p, p.stat().st_mtime_ns, p.stat().st_ino) for p in (home.plugins_json, home.lock_file)
+    ]
+    trust = TrustStore.load(home.trust_store)
+    again = read_package(home.release_dir("hosts", "1.0.0"), trust=trust, dev_mode=False)
+    (result,) = install_many(home, [dataclasses.replace(again, registry="test")])
+    assert result.unchanged
+    after = [
+        (p, p.stat().st_mtime_ns, p.stat().st_ino) for p in (home.plugins_json, home.lock_file)
+    ]
+    assert after == before
