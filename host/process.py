@@ -1,17 +1,14 @@
 """One plugin process: start it, read its handshake, watch it, stop it. No gRPC here.
-
 `PluginProcess` follows go-plugin's client lifecycle, one named step per method:
 
-- `start()` creates a fresh 0700 socket directory, starts the executable in its own session
-  (so its whole process group can be ended) with a minimal explicit environment plus the
-  cookie, and waits, bounded in time and size, for the handshake line on stdout. A missing or
-  garbled line is a `HandshakeError` quoting the line and the last stderr lines.
+- `start()` makes a fresh 0700 socket directory, starts the executable in its own session and
+  sandbox with a minimal environment plus the cookie, and waits, bounded in time and size,
+  for the handshake line (a bad one is a `HandshakeError` quoting it and the last stderr).
 - stderr is drained line by line into the host's log, prefixed with the plugin's name
-  (hclog JSON lines keep their level), and kept in a bounded tail for error messages.
-  Further stdout lines are drained too, so a chatty plugin never blocks.
+  (hclog JSON lines keep their level), and kept in a bounded tail; stdout is drained too.
 - An exit watcher notices a crash at once (exit code or signal) and reports it.
-- `stop()` escalates SIGTERM -> SIGKILL on the whole group after a grace period, reaps
-  the child, and always removes the socket directory. It is safe to call twice.
+- `stop()` escalates SIGTERM -> SIGKILL on the whole group after a grace period, reaps the
+  child, and always removes the socket directory and cgroup. Safe to call twice.
 """
 
 from __future__ import annotations
@@ -126,6 +123,7 @@ class PluginProcess:
         self.capabilities = capabilities
         self.data_dir = data_dir
         self._temporary_data = not data_dir
+        self._sandboxed: Sandboxed | None = None
         self.sandbox = sandbox
         self.enforced: Enforced | None = None
         self.own_uid = own_uid
@@ -236,7 +234,7 @@ class PluginProcess:
             settings=self.sandbox,
             uid=self.own_uid,
         )
-        self.enforced, self.uid = sandboxed.enforced, sandboxed.uid
+        self.enforced, self.uid, self._sandboxed = sandboxed.enforced, sandboxed.uid, sandboxed
         if self.uid is not None:
             os.chown(self.socket_dir, self.uid, self.uid)
             give_tree(self.data_dir, self.uid)
@@ -369,6 +367,8 @@ class PluginProcess:
             os.killpg(self._proc.pid, sig)
 
     def _cleanup_dir(self) -> None:
+        if self._sandboxed is not None and self._sandboxed.cgroup is not None:
+            self._sandboxed.cgroup.remove()
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
         if self._temporary_data and self.data_dir:

@@ -38,6 +38,7 @@ from typing import Any
 
 import pm_plugin
 from host import landlock
+from host.cgroups import PluginCgroup, join_command, make_cgroup
 from host.declared import Declared, close_all, inside, open_declared
 from host.errors import PluginProcessError
 from host.seccomp import program_fd
@@ -56,6 +57,8 @@ __all__ = [
 MAX_OPEN_FILES = 1024
 #: Data memory (heap and private writable mappings) a plugin may hold.
 MAX_DATA_BYTES = 1 << 30
+#: The largest file a plugin may write (RLIMIT_FSIZE).
+MAX_FILE_BYTES = 1 << 30
 #: Processes and threads a plugin under a uid of its own may have.
 MAX_PROCESSES = 512
 #: Unprivileged uids given to plugins when the host runs as root: FIRST_UID + crc32 % RANGE.
@@ -76,6 +79,7 @@ class SandboxSettings:
 
     mode: str = REQUIRED
     protected: tuple[str, ...] = ()
+    memory: int = MAX_DATA_BYTES  # per plugin: its heap (rlimit) and all it holds (cgroup)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class Sandboxed:
     enforced: Enforced
     binds: tuple[str, ...] = field(default=(), repr=False)
     pass_fds: tuple[int, ...] = ()  # the seccomp program's: close once the plugin started
+    cgroup: PluginCgroup | None = None  # remove once the plugin's processes are gone
 
     def close(self) -> None:
         for fd in self.pass_fds:
@@ -172,16 +177,17 @@ def _namespaces(*, network: bool) -> list[str]:
     return flags
 
 
-def _limits(dedicated_uid: bool) -> list[str]:
+def _limits(dedicated_uid: bool, memory: int) -> list[str]:
     out = ["--core=0:0", f"--nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}"]
-    out.append(f"--data={MAX_DATA_BYTES}:{MAX_DATA_BYTES}")
+    out += [f"--data={memory}:{memory}", f"--fsize={MAX_FILE_BYTES}:{MAX_FILE_BYTES}"]
     if dedicated_uid:
         out.append(f"--nproc={MAX_PROCESSES}:{MAX_PROCESSES}")
     return out
 
 
-def _limits_words(dedicated_uid: bool) -> str:
-    words = f"no core dumps, {MAX_OPEN_FILES} open files, {MAX_DATA_BYTES >> 20} MiB data memory"
+def _limits_words(dedicated_uid: bool, memory: int) -> str:
+    words = f"no core dumps, {MAX_OPEN_FILES} open files, {memory >> 20} MiB data memory"
+    words += f", files of at most {MAX_FILE_BYTES >> 20} MiB"
     if dedicated_uid:
         return words + f", {MAX_PROCESSES} processes"
     return words + " (no process limit: the plugin shares the host's uid)"
@@ -232,8 +238,8 @@ def _command(
                 '(host.json "sandbox" is "required")'
             )
         close_all(declared)  # unconfined: nothing is bound
-        full = [tools["prlimit"], *_limits(False), "--", *guard, *argv]
-        return Sandboxed(full, None, _unconfined(why_not))
+        full = [tools["prlimit"], *_limits(False, settings.memory), "--", *guard, *argv]
+        return Sandboxed(full, None, _unconfined(why_not, settings.memory))
     uid = (uid if uid is not None else uid_for(name)) if root else None
     binds = _binds(
         argv, caps, declared, socket_dir=socket_dir, data_dir=data_dir, settings=settings
@@ -246,9 +252,13 @@ def _command(
     seccomp: tuple[int, ...] = () if caps.processes else (program_fd(),)
     bwrap += [*(a for fd in seccomp for a in ("--seccomp", str(fd))), "--chdir", data_dir, "--"]
     drop += _network_rules(caps)
-    full = [tools["prlimit"], *_limits(uid is not None), "--", *guard, *bwrap, *drop, *argv]
+    group, no_group = make_cgroup(name, memory=settings.memory, tasks=MAX_PROCESSES)
+    limits = [tools["prlimit"], *_limits(uid is not None, settings.memory), "--"]
+    full = [*join_command(group), *limits, *guard, *bwrap, *drop, *argv]
     fds = (*seccomp, *(d.fd for d in declared))
-    return Sandboxed(full, uid, _confined(caps, uid), tuple(binds), fds)
+    words = group.words() if group else f"no cgroup: {no_group}"
+    enforced = _confined(caps, uid, settings.memory, words)
+    return Sandboxed(full, uid, enforced, tuple(binds), fds, group)
 
 
 def _binds(
@@ -356,7 +366,7 @@ def _network_words(caps: Capabilities) -> str:
     return f"{words}; {udp_words} (Landlock has no UDP rules)"
 
 
-def _confined(caps: Capabilities, uid: int | None) -> Enforced:
+def _confined(caps: Capabilities, uid: int | None, memory: int, group: str) -> Enforced:
     extra = [f"read {p}" for p in caps.read] + [f"write {p}" for p in caps.write]
     files = "own data folder, runtime read-only" + "".join(f", {e}" for e in extra)
     network = _network_words(caps)
@@ -367,11 +377,11 @@ def _confined(caps: Capabilities, uid: int | None) -> Enforced:
         processes=("may start child processes" if caps.processes else "no child processes")
         + "; own PID namespace, no new privileges, ends with the host",
         uid=f"{uid} (own unprivileged uid)" if uid is not None else "the host's (not root)",
-        limits=_limits_words(uid is not None),
+        limits=f"{_limits_words(uid is not None, memory)}; {group}",
     )
 
 
-def _unconfined(reason: str) -> Enforced:
+def _unconfined(reason: str, memory: int) -> Enforced:
     return Enforced(
         confined=False,
         filesystem="UNCONFINED: everything the host's uid can reach",
@@ -379,6 +389,6 @@ def _unconfined(reason: str) -> Enforced:
         processes="UNCONFINED: may start child processes (no PID namespace); no new "
         "privileges, ends with the host",
         uid="the host's",
-        limits=_limits_words(False),
+        limits=_limits_words(False, memory),
         reason=reason,
     )

@@ -510,3 +510,27 @@ def test_the_data_folder_cannot_be_declared(host: PluginHost, state: State) -> N
     host.add(attacker([], Capabilities(read=(str(data / "x"),))))
     reason = host.start_all()["attacker"]
     assert reason.startswith(f"plugin attacker cannot start: it declares access to {data}/x")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root host makes cgroups")
+def test_memory_no_rlimit_counts_is_bounded_by_the_plugins_cgroup(state: State) -> None:
+    settings = SandboxSettings(protected=(str(state.root),), memory=256 << 20)
+    host = PluginHost(HostServices(), base_directory=str(state.data), sandbox=settings)
+    try:
+        host.add(victim())
+        host.add(attacker([("memfd", str(512 << 20))]))
+        failed = host.start_all()  # the attack runs in Configure: the start itself fails
+        assert failed["attacker"].startswith("plugin attacker: Configure failed"), failed
+        ended = host.get("attacker").process
+        assert ended is not None  # bubblewrap reports its child's SIGKILL (the OOM killer's)
+        assert ended.exit_description() == "exited with code 137"
+        report = state.data / "attacker" / "attacks.json"
+        assert not report.exists()  # the kernel ended it before it could hold 512 MiB
+        victim_pid = host.get("victim").process.server_pid  # type: ignore[union-attr]
+        assert "pm-plugin-" in Path(f"/proc/{victim_pid}/cgroup").read_text()
+        assert_still_answering_alone(host)
+        process = host.get("victim").process
+        assert process is not None and process.enforced is not None
+        assert "cgroup: 256 MiB memory in all" in process.enforced.limits
+    finally:
+        host.stop_all()

@@ -99,6 +99,15 @@ def kill(pid: str) -> str:
     return "ok: signalled"
 
 
+def memfd(size: str) -> str:
+    """Memory no rlimit counts: a memfd's pages (charged to the plugin's cgroup)."""
+    fd = os.memfd_create("hoard")
+    chunk = b"x" * (1 << 20)
+    for _ in range(int(size) >> 20):
+        os.write(fd, chunk)
+    return f"ok: a memfd holds {os.fstat(fd).st_size} bytes"
+
+
 def memory(size: str) -> str:
     block = bytearray(int(size))
     return f"ok: holds {len(block)} bytes"
@@ -115,6 +124,7 @@ KINDS: dict[str, Callable[[str], str]] = {
     "spawn": spawn,
     "kill": kill,
     "memory": memory,
+    "memfd": memfd,
 }
 
 
