@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from host.errors import PluginProcessError
 from loader.capabilities import Capabilities
 
-__all__ = ["Declared", "close_all", "inside", "open_declared"]
+__all__ = ["Declared", "close_all", "inside", "open_declared", "open_path"]
 
 _OPENAT2 = 437  # the same number on every architecture
 _RESOLVE_NO_SYMLINKS = 0x04
@@ -86,8 +86,13 @@ def _check(name: str, caps: Capabilities, protected: Sequence[str], own: Sequenc
             )
 
 
-def _open_no_symlinks(name: str, path: str) -> int | None:
-    """An O_PATH descriptor of `path`, resolved with no symlink anywhere; None if absent."""
+def open_path(path: str) -> int:
+    """An O_PATH descriptor of `path`, resolved with no symlink in any component (openat2
+    RESOLVE_NO_SYMLINKS); usable as the `dir_fd` of the *at system calls.
+
+    Raises:
+        OSError: ELOOP for a symlink on the way, ENOENT, ...
+    """
     how = struct.pack("=QQQ", os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)
     libc = ctypes.CDLL(None, use_errno=True)
     fd = int(
@@ -99,9 +104,18 @@ def _open_no_symlinks(name: str, path: str) -> int | None:
             ctypes.c_size_t(len(how)),
         )
     )
-    if fd >= 0:
-        return fd
-    err = ctypes.get_errno()
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def _open_no_symlinks(name: str, path: str) -> int | None:
+    """`open_path`, with a plugin's refusal sentences; None if the path does not exist."""
+    try:
+        return open_path(path)
+    except OSError as failed:
+        err = failed.errno or errno.EIO
     if err == errno.ENOENT:
         return None
     if err == errno.ELOOP:

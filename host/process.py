@@ -15,30 +15,32 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import errno
 import json
 import logging
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from host.confine import spawn
+from host.declared import inside, open_path
 from host.errors import HandshakeError, PluginProcessError
 from host.handshake import (
     APP_PROTOCOL_VERSION,
-    COOKIE_KEY,
-    COOKIE_VALUE,
     MAX_HANDSHAKE_LINE,
     Handshake,
     parse_handshake,
 )
 from host.peers import descends_from, socket_peer_pid
+from host.plugin_env import minimal_environment
 from host.plugin_text import loggable
 from host.sandbox import Enforced, Sandboxed, SandboxSettings, give_tree, sandbox_command
 from loader.capabilities import Capabilities
@@ -72,33 +74,6 @@ def describe_exit(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-def plugin_path() -> str:
-    """The host's PATH with its own interpreter's folder first: a `#!/usr/bin/env python3`
-    plugin runs under the host's Python (which has `pm_plugin`), venv or not."""
-    own = os.path.dirname(sys.executable)
-    rest = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep)
-    first = [own] if os.path.isabs(own) else []  # never "" (the current directory)
-    return os.pathsep.join([*first, *(p for p in rest if p and p != own)])
-
-
-def minimal_environment(socket_dir: str, offered: Sequence[int], home: str = "") -> dict[str, str]:
-    """The environment a plugin starts with: nothing of the host's beyond PATH and locale."""
-    return {
-        "PATH": plugin_path(),
-        "LANG": "C.UTF-8",
-        "HOME": home or socket_dir,
-        "TMPDIR": socket_dir,
-        COOKIE_KEY: COOKIE_VALUE,
-        "PLUGIN_PROTOCOL_VERSIONS": ",".join(str(v) for v in offered),
-        "PLUGIN_MIN_PORT": "10000",
-        "PLUGIN_MAX_PORT": "25000",
-        "PLUGIN_UNIX_SOCKET_DIR": socket_dir,
-        "GRPC_EXPERIMENTS": os.environ.get("GRPC_EXPERIMENTS", ""),
-        # a Python plugin run from a sealed copy has "/" as its script dir: never import from it
-        "PYTHONSAFEPATH": "1",
-    }
-
-
 class PluginProcess:
     """A started plugin executable and the threads that watch it."""
 
@@ -124,6 +99,7 @@ class PluginProcess:
         self.data_dir = data_dir
         self._temporary_data = not data_dir
         self._sandboxed: Sandboxed | None = None
+        self._claimed = ""  # the host-only folder the plugin's socket was moved into
         self.sandbox = sandbox
         self.enforced: Enforced | None = None
         self.own_uid = own_uid
@@ -212,7 +188,8 @@ class PluginProcess:
         self._spawn(self._watch_exit)
         try:
             self.handshake = self._await_handshake()
-            self._check_socket_owner(self.handshake.address)
+            claimed = self._claim_socket(self.handshake.address)
+            self.handshake = dataclasses.replace(self.handshake, address=claimed)
         except HandshakeError:
             self.stop(grace=0.5)
             raise
@@ -281,17 +258,31 @@ class PluginProcess:
         )
         return HandshakeError(f"plugin {self.name} failed to start: it {what}{said}")
 
-    def _check_socket_owner(self, path: str) -> None:
-        """The socket must be served by the plugin we started or one of its children."""
-        assert self._proc is not None
+    def _claim_socket(self, path: str) -> str:
+        """Move the announced socket out of the plugin's reach, then check that the plugin we
+        started (or one of its children) serves it; returns where it is now. The host's later
+        connections then never follow a name the plugin could point elsewhere."""
+        assert self._proc is not None and self.socket_dir is not None
         shown = loggable(path, 256)  # the plugin's words: escaped, bounded
+        folder, entry = os.path.split(path)
+        if not inside(folder, self.socket_dir) or os.path.normpath(path) != path:
+            raise self._handshake_error(f"announced socket {shown}, outside its socket folder")
+        self._claimed = tempfile.mkdtemp(prefix="pm-plugins-claimed-")
+        claimed = os.path.join(self._claimed, "plugin.sock")
         try:
-            peer = socket_peer_pid(path)
+            parent = open_path(folder)  # no symlink on the way: the move stays in its folder
+            try:  # whatever the name holds now moves; then it cannot change
+                os.rename(entry, claimed, src_dir_fd=parent)
+            finally:
+                os.close(parent)
+            if not stat.S_ISSOCK(os.lstat(claimed).st_mode):
+                raise OSError(errno.ENOTSOCK, "not a socket")
+            peer = socket_peer_pid(claimed)
         except OSError as err:
             raise self._handshake_error(f"announced socket {shown}, which refuses ({err})") from err
         if self.owns(peer):
             self.server_pid = peer
-            return
+            return claimed
         raise self._handshake_error(
             f"announced socket {shown}, which is served by pid {peer}, not by the plugin "
             f"(pid {self._proc.pid}) or its children"
@@ -367,6 +358,8 @@ class PluginProcess:
             os.killpg(self._proc.pid, sig)
 
     def _cleanup_dir(self) -> None:
+        if self._claimed:
+            shutil.rmtree(self._claimed, ignore_errors=True)
         if self._sandboxed is not None and self._sandboxed.cgroup is not None:
             self._sandboxed.cgroup.remove()
         if self.socket_dir is not None:

@@ -534,3 +534,15 @@ def test_memory_no_rlimit_counts_is_bounded_by_the_plugins_cgroup(state: State) 
         assert "cgroup: 256 MiB memory in all" in process.enforced.limits
     finally:
         host.stop_all()
+
+
+def test_the_host_connects_to_a_socket_the_plugin_can_no_longer_rename(host: PluginHost) -> None:
+    host.add(victim())
+    assert host.start_all() == {}
+    process = host.get("victim").process
+    assert process is not None and process.handshake is not None and process.socket_dir
+    address = process.handshake.address  # moved out of the plugin's socket folder
+    assert not address.startswith(process.socket_dir)
+    assert stat.S_ISSOCK(os.lstat(address).st_mode)
+    assert os.stat(os.path.dirname(address)).st_mode & 0o777 == 0o700
+    assert_still_answering_alone(host)
