@@ -21,6 +21,7 @@ from registry_client.consent import Ask, Widening, ask_consent
 from registry_client.grants import set_grant
 from registry_client.installer import (
     InstallResult,
+    Release,
     install_many,
     read_package,
     uninstall,
@@ -138,16 +139,7 @@ def _install_locked(ctx: Context) -> None:
             return
         clients = registry_clients(ctx)
         chosen = releases_for(wanted, clients)
-        results = install_from_index(
-            ctx.home,
-            chosen,
-            clients,
-            trust=ctx.trust(),
-            progress=progress,
-            bar=_download_bar(),
-            threshold=ctx.threshold(),
-            check=check_locked(wanted),
-        )
+        results = _fetch_and_install(ctx, chosen, clients, check=check_locked(wanted))
     _report_installs(results)
 
 
@@ -155,12 +147,13 @@ def _fetch_and_install(
     ctx: Context,
     chosen: list[Chosen],
     clients: list[RegistryClient],
-    allow: bool,
-    replacing: Replacing,
+    allow: bool = False,
+    replacing: Replacing | None = None,
+    check: Callable[[Release], None] | None = None,
 ) -> list[InstallResult]:
     """Download the chosen releases through TUF, verify them as the loader will (trust store
-    and signature threshold), ask for consent to wider capabilities, and install them as one
-    change."""
+    and signature threshold), ask for consent to wider capabilities and new signers, and
+    install them as one change (each release passing `check` too)."""
     return install_from_index(
         ctx.home,
         chosen,
@@ -172,6 +165,7 @@ def _fetch_and_install(
         allow_capabilities=allow,
         ask=_asker(),
         replacing=replacing,
+        check=check,
     )
 
 
