@@ -10,7 +10,7 @@ A root host makes one group per start, named after the plugin and the host's pid
 cgroup v2 (`/sys/fs/cgroup`, memory and pids controllers enabled below the root) or on the v1
 `memory` and `pids` hierarchies (below the host's own group), sets `memory.max` (v1:
 `memory.limit_in_bytes`) and `pids.max`, and puts the plugin's first process in it before
-its first instruction: the command line starts with a `sh` step that writes its own pid into
+its first instruction: the command line starts with a `/bin/sh` step that writes its own pid into
 each group's `cgroup.procs` and then `exec`s the rest. A host that cannot make groups (not
 root, no controller) starts plugins without one, and `status` says so. A group is removed
 when its plugin's processes are gone; groups a killed host left are removed by the next.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +96,7 @@ def _v1(leaf: str, memory: int, tasks: int) -> PluginCgroup:
     made: list[Path] = []
     try:
         for controller, limits in (
-            ("memory", {"memory.limit_in_bytes": memory}),
+            ("memory", {"memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": memory}),
             ("pids", {"pids.max": tasks}),
         ):
             group = _own_v1(controller) / leaf
@@ -105,7 +104,8 @@ def _v1(leaf: str, memory: int, tasks: int) -> PluginCgroup:
             group.mkdir()
             made.append(group)
             for file, value in limits.items():
-                (group / file).write_text(str(value))
+                if file != "memory.memsw.limit_in_bytes" or (group / file).exists():  # swap
+                    (group / file).write_text(str(value))
     except OSError:
         for group in made:
             with contextlib.suppress(OSError):
@@ -147,5 +147,4 @@ def join_command(group: PluginCgroup | None) -> list[str]:
     """The `sh` step that puts the plugin's first process in `group` (nothing for None)."""
     if group is None:
         return []
-    sh = shutil.which("sh") or "/bin/sh"
-    return [sh, "-c", _JOIN, "sh", *(str(p / "cgroup.procs") for p in group.paths), "--"]
+    return ["/bin/sh", "-c", _JOIN, "sh", *(str(p / "cgroup.procs") for p in group.paths), "--"]

@@ -68,11 +68,12 @@ def open_declared(
 
 
 def _check(name: str, caps: Capabilities, protected: Sequence[str], own: Sequence[str]) -> None:
-    private = [*protected, *own]
-    temporary = tempfile.gettempdir()  # holds every plugin's socket folder
+    # each private folder as named and as it resolves: a path reached another way is caught
+    private = [q for p in (*protected, *own) for q in dict.fromkeys((p, os.path.realpath(p)))]
+    temporaries = dict.fromkeys((tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir())))
     for path in (*caps.read, *caps.write):
         hit = next((p for p in private if inside(p, path) or inside(path, p)), None)
-        hit = hit or (temporary if inside(temporary, path) else None)
+        hit = hit or next((t for t in temporaries if inside(t, path)), None)
         if hit is not None:
             raise PluginProcessError(
                 f"plugin {name} cannot start: it declares access to {path}, which would reach "

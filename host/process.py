@@ -278,7 +278,7 @@ class PluginProcess:
             if not stat.S_ISSOCK(os.lstat(claimed).st_mode):
                 raise OSError(errno.ENOTSOCK, "not a socket")
             peer = socket_peer_pid(claimed)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name
             raise self._handshake_error(f"announced socket {shown}, which refuses ({err})") from err
         if self.owns(peer):
             self.server_pid = peer

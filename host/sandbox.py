@@ -28,6 +28,7 @@ import contextlib
 import functools
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import zlib
@@ -332,8 +333,12 @@ def _executable(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def give_tree(folder: str, uid: int) -> None:
-    """Give `folder` and what is in it to `uid` (a plugin's data folder; no symlinks followed)."""
-    if os.lstat(folder).st_uid == uid:
+    """Give `folder` and what is in it to `uid` (a plugin's data folder; no symlinks followed,
+    and a data folder that is itself a link is refused)."""
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise PluginProcessError(f"the data folder {folder} is not a folder (a link?)")
+    if info.st_uid == uid:
         return
     os.chown(folder, uid, uid, follow_symlinks=False)
     for top, dirs, files in os.walk(folder):

@@ -546,3 +546,19 @@ def test_the_host_connects_to_a_socket_the_plugin_can_no_longer_rename(host: Plu
     assert stat.S_ISSOCK(os.lstat(address).st_mode)
     assert os.stat(os.path.dirname(address)).st_mode & 0o777 == 0o700
     assert_still_answering_alone(host)
+
+
+def test_a_state_root_reached_through_a_link_is_private_under_its_real_name(
+    state: State, tmp_path: Path
+) -> None:
+    alias = tmp_path / "alias"
+    alias.symlink_to(state.root)  # the host names its state root through a link
+    settings = SandboxSettings(protected=(str(alias),))
+    host = PluginHost(HostServices(), base_directory=str(alias / "data"), sandbox=settings)
+    try:
+        secret = state.root / "trust.json"  # its real name: no link on the way
+        host.add(attacker([("read", str(secret))], Capabilities(read=(str(secret),))))
+        reason = host.start_all()["attacker"]
+        assert reason.startswith(f"plugin attacker cannot start: it declares access to {secret}")
+    finally:
+        host.stop_all()
