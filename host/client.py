@@ -35,11 +35,12 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from host.dns_answers import malformed_records
 from host.errors import PluginCallError, PluginProcessError
 from host.gate import GatedServer, serve_gated
 from host.plugin_text import log_lines, loggable
 from host.process import PluginProcess
-from host.streams import DecisionSocket, StreamedDecider, StreamedReporter, _call_error
+from host.streams import DecisionSocket, StreamedDecider, StreamedReporter, _call_error, _why
 from pm_plugin.wire.goplugin import (
     grpc_broker_pb2,
     grpc_broker_pb2_grpc,
@@ -98,24 +99,6 @@ class ConfigureArgs:
     host_version: str = ""
 
 
-#: Record types the host accepts from a resolver plugin, with the data length each must have
-#: (None: any). The PR's host accepts A, AAAA, TXT, CNAME and ANY; we add PTR.
-RECORD_DATA_LENGTH: dict[int, int | None] = {1: 4, 28: 16, 16: None, 5: None, 12: None, 255: None}
-
-
-def malformed_records(response: resolver_pb2.DNSResponse) -> str:
-    """Why a resolver's reply cannot be used, or "" when it can."""
-    for rr in response.rrs:
-        if rr.type not in RECORD_DATA_LENGTH:
-            return f"record {rr.name!r} has type {rr.type}, which this host does not accept"
-        want = RECORD_DATA_LENGTH[rr.type]
-        if want is not None and len(rr.data) != want:
-            return f"record {rr.name!r} of type {rr.type} carries {len(rr.data)} bytes, not {want}"
-        if not rr.name.endswith("."):
-            return f"record name {rr.name!r} is not fully qualified"
-    return ""
-
-
 @dataclass
 class _Broker:
     """The host's end of go-plugin's broker stream."""
@@ -167,14 +150,19 @@ class PluginClient:
             reply = health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=timeout)
         except (grpc.FutureTimeoutError, grpc.RpcError) as err:
             raise PluginProcessError(
-                f"plugin {self.name} does not answer on its socket: {err}"
-            ) from err
+                self._gone(f"does not answer on its socket ({_why(err)})")
+            ) from None
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise PluginProcessError(f"plugin {self.name} reports it is not serving")
         broker = grpc_broker_pb2_grpc.GRPCBrokerStub(self.channel)
         self._broker.call = broker.StartStream(iter(self._broker.requests.get, None))
         self._spawn(self._drain_broker)
         self._spawn(self._drain_stdio)
+
+    def _gone(self, what: str) -> str:
+        """One sentence: what the plugin did, and how its process ended if it did."""
+        ended = self.process.exit_description() if self.process.exited.wait(0.2) else None
+        return f"plugin {self.name} {what}" + (f" (its process: {ended})" if ended else "")
 
     def _spawn(self, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"pm-plugins-{self.name}", daemon=True)
@@ -246,6 +234,8 @@ class PluginClient:
         try:
             self._base.Configure(request, timeout=timeout)
         except grpc.RpcError as err:
+            if self.process.exited.wait(0.5):  # it died: say so, not how the stream ended
+                raise PluginCallError(self._gone("died during Configure")) from None
             raise _call_error(self.name, "Configure", err) from err
 
     # -- 3. describe ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""DNS answers as the host prints them, and the system resolver the host falls back to.
+"""DNS answers: which a resolver plugin may give, how the host prints them, and the system
+resolver the host falls back to.
 
 Why this exists: `pm-plugins query` shows what resolver plugins answered, or what the system
 resolver says when none did; both are turned into the same JSON rows here, apart from the
@@ -13,7 +14,7 @@ from typing import Any
 
 from pm_plugin.wire.portmaster import resolver_pb2
 
-__all__ = ["record_json", "system_resolve"]
+__all__ = ["RECORD_DATA_LENGTH", "malformed_records", "record_json", "system_resolve"]
 
 
 def record_json(rr: resolver_pb2.DNSRR) -> dict[str, Any]:
@@ -43,3 +44,21 @@ def system_resolve(fqdn: str, qtype: str) -> dict[str, Any]:
         "rcode": 0,
         "records": [{"name": fqdn, "type": qtype, "ttl": 0, "data": a} for a in addresses],
     }
+
+
+#: Record types the host accepts from a resolver plugin, with the data length each must have
+#: (None: any). The PR's host accepts A, AAAA, TXT, CNAME and ANY; we add PTR.
+RECORD_DATA_LENGTH: dict[int, int | None] = {1: 4, 28: 16, 16: None, 5: None, 12: None, 255: None}
+
+
+def malformed_records(response: resolver_pb2.DNSResponse) -> str:
+    """Why a resolver's reply cannot be used, or "" when it can."""
+    for rr in response.rrs:
+        if rr.type not in RECORD_DATA_LENGTH:
+            return f"record {rr.name!r} has type {rr.type}, which this host does not accept"
+        want = RECORD_DATA_LENGTH[rr.type]
+        if want is not None and len(rr.data) != want:
+            return f"record {rr.name!r} of type {rr.type} carries {len(rr.data)} bytes, not {want}"
+        if not rr.name.endswith("."):
+            return f"record name {rr.name!r} is not fully qualified"
+    return ""

@@ -64,8 +64,11 @@ _LEVELS = {
 _LEVEL_PREFIX = re.compile(r"\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
 
 
-def describe_exit(returncode: int) -> str:
-    """`-9` -> `killed by signal SIGKILL`; `3` -> `exited with code 3`."""
+def describe_exit(returncode: int, sandboxed: bool = False) -> str:
+    """`-9` -> `killed by signal SIGKILL`; `3` -> `exited with code 3`. A sandboxed plugin's
+    death by a signal reaches the host as bubblewrap's exit code 128 + the signal."""
+    if sandboxed and 128 < returncode < 128 + 65:
+        returncode = 128 - returncode
     if returncode < 0:
         try:
             return f"killed by signal {signal.Signals(-returncode).name}"
@@ -143,7 +146,9 @@ class PluginProcess:
         return list(self._stderr_tail)
 
     def exit_description(self) -> str | None:
-        return describe_exit(self.returncode) if self.returncode is not None else None
+        if self.returncode is None:
+            return None
+        return describe_exit(self.returncode, bool(self.enforced and self.enforced.confined))
 
     # -- start ----------------------------------------------------------------------------
 
@@ -246,7 +251,7 @@ class PluginProcess:
         try:
             return parse_handshake(line, self.offered_versions)
         except HandshakeError as err:
-            raise self._handshake_error(str(err)) from err
+            raise self._handshake_error(f"printed a handshake this host refuses ({err})") from err
 
     def _handshake_error(self, what: str) -> HandshakeError:
         # let the stderr reader catch up so the message carries the plugin's last words
@@ -326,7 +331,7 @@ class PluginProcess:
         self.returncode = self._proc.wait()
         self.exited.set()
         if not self.exit_expected:
-            log.warning("plugin %s %s", self.name, describe_exit(self.returncode))
+            log.warning("plugin %s %s", self.name, self.exit_description())
             if self.on_exit is not None:
                 self.on_exit(self)
 

@@ -17,6 +17,7 @@ disable and enable modules at run time (dependents stop first and come back).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from pm_plugin.wire.portmaster import network_pb2, resolver_pb2
 
 __all__ = ["ModuleUnavailableError", "ReferenceHost", "seal"]
 
+_QUERY_IDS = itertools.count(1)  # every queried connection has an id of its own
 log = logging.getLogger("pm_plugins.host")
 
 TYPE_NUMBERS = {"A": 1, "NS": 2, "CNAME": 5, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
@@ -364,7 +366,7 @@ class ReferenceHost:
         """The firewall's verdict on one connection: the decider chain, else the default."""
         if not self.core["firewall"].running:
             raise ModuleUnavailableError("the firewall module is not running")
-        conn = network_pb2.Connection(id=f"query-{threading.get_ident()}", inbound=inbound)
+        conn = network_pb2.Connection(id=f"query-{next(_QUERY_IDS)}", inbound=inbound)
         conn.process.binary_path = binary
         conn.entity.domain = domain if not domain or domain.endswith(".") else domain + "."
         conn.entity.ip = ip

@@ -251,3 +251,11 @@ class StreamedReporter:
                 self._call.result(timeout=timeout)
             except (grpc.RpcError, grpc.FutureTimeoutError):
                 self._call.cancel()
+
+
+def _why(err: BaseException) -> str:
+    """A gRPC failure in a few words, never a multi-line repr."""
+    if isinstance(err, grpc.FutureTimeoutError):
+        return "no answer in time"
+    call = cast(grpc.Call, err)
+    return f"{call.code().name}: {loggable(call.details() or '', 200)}"

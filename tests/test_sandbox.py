@@ -520,10 +520,9 @@ def test_memory_no_rlimit_counts_is_bounded_by_the_plugins_cgroup(state: State) 
         host.add(victim())
         host.add(attacker([("memfd", str(512 << 20))]))
         failed = host.start_all()  # the attack runs in Configure: the start itself fails
-        assert failed["attacker"].startswith("plugin attacker: Configure failed"), failed
-        ended = host.get("attacker").process
-        assert ended is not None  # bubblewrap reports its child's SIGKILL (the OOM killer's)
-        assert ended.exit_description() == "exited with code 137"
+        assert failed["attacker"] == (  # the OOM killer's SIGKILL, not how the stream ended
+            "plugin attacker died during Configure (its process: killed by signal SIGKILL)"
+        )
         report = state.data / "attacker" / "attacks.json"
         assert not report.exists()  # the kernel ended it before it could hold 512 MiB
         victim_pid = host.get("victim").process.server_pid  # type: ignore[union-attr]
