@@ -306,6 +306,9 @@ class ReferenceHost:
         if state is ModuleState.RUNNING and instance.state is not PluginState.RUNNING:
             out["state"] = instance.state.value  # crashed, restarting or failed since
             out["reason"] = instance.reason
+        attempt = instance._attempt  # a start under way (Configure may take a while)
+        if instance.state is PluginState.STARTING and attempt is not None:
+            out["state"], out["pid"] = PluginState.STARTING.value, attempt.pid
         return out
 
     def resolve(self, name: str, qtype: str = "A") -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -575,3 +576,29 @@ def test_a_crash_restart_re_checks_the_signers(
         "(no longer trusted); 0 trusted signature(s) remain and this host requires 1"
     )
     assert host.plugins.get("allowlist").restarts == 0
+
+
+def test_status_shows_a_plugin_in_configure_as_starting_with_its_pid(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" slow-configure\n'
+    caps = f'read = ["{FAKE_PLUGIN.parent}"]'
+    src = write_source(tmp_path, "slow", executable=script.encode(), capabilities=caps)
+    install_signed(home, publisher, src, tmp_path)
+    host = ReferenceHost(home, dev_mode=False)
+    booted.append(host)
+    starter = threading.Thread(target=host.boot)
+    starter.start()
+    try:
+        seen: list[dict[str, object]] = []
+
+        def starting() -> bool:
+            rows = [m for m in host.status()["modules"] if m["name"] == "slow"]
+            seen[:] = rows
+            return bool(rows) and rows[0]["state"] == "starting"
+
+        assert wait_for(starting, 10), seen
+        assert isinstance(seen[0]["pid"], int)
+    finally:
+        starter.join(30)
+    assert module_row(host, "slow")["state"] == "running"

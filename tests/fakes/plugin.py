@@ -2,7 +2,7 @@
 """One real plugin executable that misbehaves on purpose, selected by argv[1].
 
 Modes: normal, no-handshake, garbage-first, wrong-version, crash-on-configure,
-slow-shutdown, fork-child, no-extensions, flood-stderr, forge-log, services,
+slow-shutdown, slow-configure, fork-child, no-extensions, flood-stderr, forge-log, services,
 refuse-restart MARKER, hang-restart MARKER, gate-25, accept-cached.
 The two restart modes append a line to the file MARKER on every start (the host passes the
 same argv each time; static config comes only after the handshake, too late to decide): the
@@ -188,6 +188,8 @@ def main() -> None:
 
     if MODE == "slow-shutdown":
         pm_plugin.on_shutdown(lambda: time.sleep(30))
+    if MODE == "slow-configure":
+        pm_plugin.on_init(lambda: time.sleep(3))
     if MODE == "fork-child":
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     if MODE == "services":
