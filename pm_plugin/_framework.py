@@ -137,7 +137,8 @@ class PluginBase:
         return json.loads(raw) if raw else None
 
     def config(self) -> Config:
-        return Config(self._backchannel())
+        own = f"plugins/{self.name}/" if self.privileged else ""
+        return Config(self._backchannel(), own=own)
 
     def notify(
         self,

@@ -50,11 +50,19 @@ def to_value(value: str | int | bool | Sequence[str]) -> config_pb2.Value:
 
 
 class Config:
-    """The host's configuration system, scoped to this plugin's `plugins/<name>/` keys."""
+    """The host's configuration system, scoped to this plugin's `plugins/<name>/` keys.
 
-    def __init__(self, channel: grpc.Channel, timeout: float = 10.0) -> None:
+    A privileged plugin names every key in full (as in the PR), yet registers its own options
+    under `plugins/<name>/`; `own` is that prefix for a privileged plugin, so a short key
+    (no "/") means its own option in both modes and the same code runs either way."""
+
+    def __init__(self, channel: grpc.Channel, timeout: float = 10.0, own: str = "") -> None:
         self._stub = config_pb2_grpc.ConfigServiceStub(channel)
         self._timeout = timeout
+        self._own = own
+
+    def _key(self, key: str) -> str:
+        return key if not self._own or "/" in key else self._own + key
 
     def register_option(
         self,
@@ -79,7 +87,8 @@ class Config:
 
     def get(self, key: str) -> config_pb2.Value:
         """The option's current value (default until the user sets one)."""
-        reply = self._stub.GetValue(config_pb2.GetValueRequest(key=key), timeout=self._timeout)
+        request = config_pb2.GetValueRequest(key=self._key(key))
+        reply = self._stub.GetValue(request, timeout=self._timeout)
         value: config_pb2.Value = reply.value
         return value
 
@@ -97,7 +106,8 @@ class Config:
 
     def watch(self, *keys: str) -> Iterator[tuple[str, config_pb2.Value]]:
         """Yield (full key, value) on every change; the host re-sends all watched keys."""
-        stream = self._stub.WatchValues(config_pb2.WatchChangesRequest(keys=list(keys)))
+        full = [self._key(k) for k in keys]
+        stream = self._stub.WatchValues(config_pb2.WatchChangesRequest(keys=full))
         for msg in stream:
             yield msg.key, msg.value
 

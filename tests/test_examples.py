@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -318,3 +319,14 @@ def test_history_writes_reported_connections(host: PluginHost, tmp_path: Path) -
         assert abs(when - time.time()) < 60
     finally:
         db.close()
+
+
+def test_the_allowlist_runs_privileged_with_the_same_code(host: PluginHost) -> None:
+    """A privileged plugin names keys in full, yet its short keys still mean its own options."""
+    host.add(dataclasses.replace(spec("allowlist"), privileged=True))
+    assert host.start_all() == {}
+    assert host.decide(conn("example.com.")).verdict == ACCEPT
+    store = host.services.config
+    assert wait_for(lambda: store.open_subscriptions >= 1)
+    store.set("plugins/allowlist/rules", config_pb2.Value(string_array=["/usr/bin/curl x.org."]))
+    assert wait_for(lambda: host.decide(conn("x.org.")).verdict == ACCEPT, 3.0)
