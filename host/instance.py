@@ -41,6 +41,7 @@ class PluginSpec:
     version: str = ""
     pass_fds: tuple[int, ...] = ()
     capabilities: Capabilities = field(default_factory=Capabilities)
+    shown_as: str = ""  # its executable's file, named in its messages instead of a sealed copy's
 
 
 class PluginState(enum.Enum):

@@ -126,6 +126,7 @@ class PluginLifecycle:
             data_dir=self.data_dir_of(spec.name),
             sandbox=self.sandbox,
             own_uid=self._uids.get(spec.name),
+            shown_as=spec.shown_as,
         )
 
     def _bring_up(

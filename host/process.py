@@ -1,12 +1,10 @@
 """One plugin process: start it, read its handshake, watch it, stop it. No gRPC here.
 `PluginProcess` follows go-plugin's client lifecycle, one named step per method:
 
-- `start()` makes a fresh 0700 socket directory, starts the executable in its own session and
-  sandbox with a minimal environment plus the cookie, and waits, bounded in time and size,
-  for the handshake line (a bad one is a `HandshakeError` quoting it and the last stderr).
-- stderr is drained line by line into the host's log, prefixed with the plugin's name
-  (hclog JSON lines keep their level), and kept in a bounded tail; stdout is drained too.
-- An exit watcher notices a crash at once (exit code or signal) and reports it.
+- `start()` makes a 0700 socket directory, starts the executable in its own session and
+  sandbox (minimal environment, the cookie) and waits, bounded, for the handshake line.
+- stderr goes line by line to the host's log and a bounded tail; an exit watcher reports a
+  crash at once (exit code or signal).
 - `stop()` escalates SIGTERM -> SIGKILL on the whole group after a grace period, reaps the
   child, and always removes the socket directory and cgroup. Safe to call twice.
 """
@@ -61,6 +59,8 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 
+#: How a sealed copy's path appears in a plugin's own tracebacks (shown as its release file).
+_SEALED_PATH = re.compile(r"/proc/self/fd/\d+")
 _LEVEL_PREFIX = re.compile(r"\[(TRACE|DEBUG|INFO|WARN|ERROR)\] ?")
 
 
@@ -94,9 +94,11 @@ class PluginProcess:
         data_dir: str = "",
         sandbox: SandboxSettings = _REQUIRED,
         own_uid: int | None = None,
+        shown_as: str = "",
     ) -> None:
         """`data_dir` is the plugin's own read-write folder ("": a fresh temporary one);
-        `own_uid` the uid it runs under when the host is root (default: from its name)."""
+        `own_uid` the uid it runs under when the host is root (default: from its name);
+        `shown_as` names its executable where its output names a sealed copy."""
         self.name = name
         self.capabilities = capabilities
         self.data_dir = data_dir
@@ -105,7 +107,7 @@ class PluginProcess:
         self._claimed = ""  # the host-only folder the plugin's socket was moved into
         self.sandbox = sandbox
         self.enforced: Enforced | None = None
-        self.own_uid = own_uid
+        self.own_uid, self.shown_as = own_uid, shown_as
         self.uid: int | None = None  # the plugin's own uid, when the host is root
         self.argv = list(argv)
         self.extra_env = dict(extra_env or {})
@@ -316,7 +318,7 @@ class PluginProcess:
     def _drain_stderr(self, stream: IO[bytes]) -> None:
         try:
             for raw in iter(lambda: stream.readline(MAX_LOG_LINE), b""):
-                line = _text(raw)
+                line = _SEALED_PATH.sub(lambda m: self.shown_as or m[0], _text(raw))
                 if not line:
                     continue
                 level, message = _parse_log_line(line)

@@ -171,6 +171,9 @@ class ReferenceHost:
                 version=row.version or "",
                 pass_fds=sealed.pass_fds,
                 capabilities=row.manifest.capabilities if row.manifest else Capabilities(),
+                shown_as=str(row.directory / row.manifest.artifact.filename)
+                if row.manifest and row.directory
+                else "",
             )
         )
         name = row.name

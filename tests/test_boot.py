@@ -602,3 +602,20 @@ def test_status_shows_a_plugin_in_configure_as_starting_with_its_pid(
     finally:
         starter.join(30)
     assert module_row(host, "slow")["state"] == "running"
+
+
+def test_a_sealed_plugins_traceback_names_its_release_file(
+    home: Home,
+    publisher: Publisher,
+    tmp_path: Path,
+    booted: list[ReferenceHost],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = write_source(tmp_path, "fake", executable=FAKE_PLUGIN)  # runs as "normal"
+    release = install_signed(home, publisher, src, tmp_path)
+    host = boot(home, booted)
+    with caplog.at_level(logging.DEBUG):
+        host.decide(binary="/usr/bin/curl", domain="error.test.")  # its decide raises
+        assert wait_for(lambda: "fake decider failure" in caplog.text, 5)
+        assert wait_for(lambda: f'File "{release / "plugin"}"' in caplog.text, 5)
+    assert "/proc/self/fd/" not in caplog.text
