@@ -13,6 +13,7 @@ import click
 
 from cli.common import Context, emit, pass_ctx, progress, refusals, registry_clients
 from cli.render import may, table
+from host.control import ControlError, request
 from loader.host_modules import plan_for_host
 from loader.journal import reading
 from loader.lockfile import GRANTS, read_lock
@@ -127,7 +128,7 @@ def install(
                 _note_refused(ctx, [parse_request(t)[0] for t in targets])
                 return
             results = _fetch_and_install(ctx, chosen, clients, allow_capabilities, replacing)
-    _report_installs(results)
+    _report_installs(ctx, results)
 
 
 def _install_locked(ctx: Context) -> None:
@@ -140,7 +141,7 @@ def _install_locked(ctx: Context) -> None:
         clients = registry_clients(ctx)
         chosen = releases_for(wanted, clients)
         results = _fetch_and_install(ctx, chosen, clients, check=check_locked(wanted))
-    _report_installs(results)
+    _report_installs(ctx, results)
 
 
 def _fetch_and_install(
@@ -183,7 +184,8 @@ def _note_refused(ctx: Context, names: list[str]) -> None:
             click.echo(f"note: {row.name} is installed but the loader refuses it: {row.reason}")
 
 
-def _report_installs(results: list[InstallResult]) -> None:
+def _report_installs(ctx: Context, results: list[InstallResult]) -> None:
+    running = _running_versions(ctx)
     for result in results:
         how = f"signed by {result.signed_by}" if result.key_id else result.signed_by
         verb = "already installed" if result.unchanged else "installed"
@@ -193,6 +195,28 @@ def _report_installs(results: list[InstallResult]) -> None:
         click.echo("\n".join(may(result.capabilities)))
         for name in result.missing:
             click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
+        now = running.get(result.name, "") if running is not None else None
+        if now is not None and now != result.version and not result.unchanged:
+            what = f"still runs {result.name} {now}" if now else f"does not run {result.name}"
+            click.echo(
+                f"  note: the booted host {what}; restart it (`pm-plugins stop`, then `boot`) "
+                f"to run {result.version}"
+            )
+
+
+def _running_versions(ctx: Context) -> dict[str, str] | None:
+    """The plugin versions a booted host of this state root runs (None: no host answers)."""
+    if not ctx.home.control_socket.exists():
+        return None
+    try:
+        modules = request(ctx.home.control_socket, "status", timeout=5)["modules"]
+    except (ControlError, KeyError, TypeError):
+        return None
+    return {
+        m["name"]: m.get("version") or ""
+        for m in modules
+        if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
+    }
 
 
 @click.command()
@@ -232,7 +256,7 @@ def upgrade(
             return
         replacing = _replacing(False, allow_new_signer)
         results = _fetch_and_install(ctx, chosen, clients, allow_capabilities, replacing)
-    _report_installs(results)
+    _report_installs(ctx, results)
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -355,5 +356,23 @@ def test_keys_revoke_stops_the_plugins_it_signed_in_the_booted_host(
     ]
     states = {m["name"]: m["state"] for m in json.loads(cli("status", "--json").stdout)["modules"]}
     assert states["hosts"] == "failed" and states["allowlist"] == "failed"
+    cli("stop")
+    assert running_host.wait(timeout=20) == 0
+
+
+def test_an_install_while_a_host_runs_says_a_restart_is_needed(
+    cli: Cli, running_host: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    src = tmp_path / "hosts-next"
+    shutil.copytree(EXAMPLES / "hosts", src)
+    toml = (src / "plugin.toml").read_text().replace('version = "1.0.0"', 'version = "1.0.1"')
+    (src / "plugin.toml").write_text(toml)
+    cli("package", str(src), "--key", "me", "--out", str(tmp_path / "dist"))
+    out = cli("install", str(tmp_path / "dist" / "hosts-1.0.1")).stdout.splitlines()
+    assert out[0].startswith("hosts 1.0.1: upgraded from 1.0.0")
+    assert out[-1] == (
+        "  note: the booted host still runs hosts 1.0.0; restart it (`pm-plugins stop`, then "
+        "`boot`) to run 1.0.1"
+    )
     cli("stop")
     assert running_host.wait(timeout=20) == 0
