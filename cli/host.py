@@ -261,3 +261,46 @@ def stop(ctx: Context) -> None:
     with refusals():
         request(ctx.home.control_socket, "stop")
     click.echo("host is stopping")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def notifications(click_ctx: click.Context, as_json: bool) -> None:
+    """The plugins' notifications in the booted host: the ones waiting for an answer, then
+    the shown ones."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None
+    with refusals():
+        result = request(ctx.home.control_socket, "notifications")
+    lines = []
+    for kind, label in (("waiting", "waiting for an answer"), ("shown", "shown")):
+        for n in result[kind]:
+            acts = ", ".join(f"{a['id']} ({a['text']})" for a in n["actions"]) or "-"
+            lines.append(
+                f"{n['event_id']}  [{label}] {n['title']}: {n['message']}  actions: {acts}"
+            )
+    emit(result, as_json, "\n".join(lines) or "no notifications")
+
+
+@notifications.command("answer")
+@click.argument("event_id")
+@click.argument("action")
+@pass_ctx
+def notifications_answer(ctx: Context, event_id: str, action: str) -> None:
+    """Answer notification EVENT_ID with ACTION: the plugin's notify() returns it."""
+    with refusals():
+        request(ctx.home.control_socket, "answer", event_id=event_id, action=action)
+    click.echo(f"answered {event_id} with {action}")
+
+
+@notifications.command("dismiss")
+@click.argument("event_id")
+@pass_ctx
+def notifications_dismiss(ctx: Context, event_id: str) -> None:
+    """Dismiss the shown notification EVENT_ID (one that waits for no answer)."""
+    with refusals():
+        request(ctx.home.control_socket, "dismiss", event_id=event_id)
+    click.echo(f"dismissed {event_id}")

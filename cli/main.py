@@ -66,6 +66,7 @@ for _command in (
     cli_host.query,
     cli_host.module,
     cli_host.stop,
+    cli_host.notifications,
     index_group,
 ):
     cli.add_command(_command)

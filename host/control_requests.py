@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from host.reference_host import ReferenceHost
+from host.services.notifications import PendingNotification
 
 __all__ = ["answer"]
 
@@ -44,7 +45,30 @@ def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
         return {}
     if op == "trust-changed":
         return {"stopped": host.recheck_trust()}
+    if op in ("notifications", "answer", "dismiss"):
+        return _notifications(host, op, req)
     if op == "stop":
         host.request_stop()
         return {}
     raise ValueError(f"unknown request {op!r}")
+
+
+def _notifications(host: ReferenceHost, op: str, req: dict[str, Any]) -> Any:
+    """List the plugins' notifications, answer one with an action, or dismiss a shown one."""
+    center = host.plugins.services.notifications
+    if op == "answer":
+        center.answer(str(req["event_id"]), str(req["action"]))
+        return {}
+    if op == "dismiss":
+        center.dismiss(str(req["event_id"]))
+        return {}
+    return {
+        "waiting": [_notification(n) for n in center.pending()],
+        "shown": [_notification(n) for n in center.shown()],
+    }
+
+
+def _notification(n: PendingNotification) -> dict[str, Any]:
+    actions = [{"id": a.id, "text": a.text} for a in n.actions]
+    return {"event_id": n.event_id, "plugin": n.plugin, "title": n.title, "message": n.message,
+            "actions": actions}  # fmt: skip

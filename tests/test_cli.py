@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, wait_for
+from tests.boot_helpers import write_source
+from tests.conftest import EXAMPLES, FAKE_PLUGIN, wait_for
 
 PASS = {"PM_PLUGINS_KEY_PASSPHRASE": "correct horse"}
 
@@ -376,3 +377,49 @@ def test_an_install_while_a_host_runs_says_a_restart_is_needed(
     )
     cli("stop")
     assert running_host.wait(timeout=20) == 0
+
+
+def test_notifications_are_listed_and_answered_from_the_command_line(
+    cli: Cli, tmp_path: Path
+) -> None:
+    publish(cli, tmp_path)
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_PLUGIN}" services\n'
+    caps = f'read = ["{FAKE_PLUGIN.parent}"]'
+    src = write_source(tmp_path, "asker", executable=script.encode(), capabilities=caps)
+    cli("package", str(src), "--key", "me", "--out", str(tmp_path / "dist"))
+    cli("install", str(tmp_path / "dist" / "asker-1.0.0"))
+    proc = subprocess.Popen(
+        cli.argv("boot"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        listed: dict[str, list[dict[str, object]]] = {}
+
+        def waiting() -> bool:
+            done = cli("notifications", "--json", ok=False)
+            if done.returncode == 0:
+                listed.update(json.loads(done.stdout))
+            return bool(listed.get("waiting"))
+
+        assert wait_for(waiting, 20)
+        (note,) = listed["waiting"]
+        assert (note["plugin"], note["title"], note["message"]) == (
+            "asker",
+            "Fake asks",
+            "Pick one",
+        )
+        assert note["actions"] == [{"id": "yes", "text": "Yes"}]
+        assert "[waiting for an answer] Fake asks: Pick one" in cli("notifications").stdout
+        refused = cli("notifications", "answer", str(note["event_id"]), "no", ok=False)
+        assert refused.returncode == 1 and "has no action" in refused.stderr
+        cli("notifications", "answer", str(note["event_id"]), "yes")
+        report = cli.home / "data" / "asker" / "services-asker.json"
+        assert wait_for(report.exists, 10)
+        assert json.loads(report.read_text())["answer"] == "yes"  # notify() returned it
+        gone = cli("notifications", "dismiss", "asker:nothing", ok=False)
+        assert gone.returncode == 1 and "no shown notification" in gone.stderr
+        cli("stop")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=20)

@@ -611,3 +611,13 @@ def test_serve_backchannel_refuses_bad_names_and_paths(sock_dir: Path) -> None:
     with pytest.raises(LoaderError, match="cannot serve"):
         services.serve_backchannel("hosts", False, str(sock_dir / "missing" / "x.sock"))
     wait_until(lambda: not backchannel_threads())
+
+
+def test_a_shown_notification_can_be_dismissed_and_a_waiting_one_cannot() -> None:
+    center = NotificationCenter()
+    shown = center.show("p", notification_pb2.Notification(title="Note", message="no actions"))
+    assert [n.event_id for n in center.shown()] == [shown.event_id]
+    center.dismiss(shown.event_id)
+    assert center.shown() == []
+    with pytest.raises(KeyError, match="no shown notification"):
+        center.dismiss(shown.event_id)

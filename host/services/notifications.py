@@ -151,6 +151,23 @@ class NotificationCenter:
             del self._prompts[event_id]
             prompt._resolve(action_id)
 
+    def dismiss(self, event_id: str) -> None:
+        """Forget a shown notification (one that waits for no answer).
+
+        Raises:
+            UnknownNotificationError (a KeyError): no shown notification has that id.
+        """
+        with self._lock:
+            found = next((n for n in self._shown if n.event_id == event_id), None)
+            if found is None:
+                waiting = (
+                    " (it waits for an answer: answer it)" if event_id in self._prompts else ""
+                )
+                raise UnknownNotificationError(
+                    f"no shown notification is called {_quote(event_id)}{waiting}"
+                )
+            self._shown.remove(found)
+
     def show(self, plugin: str, notification: notification_pb2.Notification) -> PendingNotification:
         """Record a notification that needs no answer (no custom action)."""
         info = self._describe(plugin, notification, needs_answer=False)
