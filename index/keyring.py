@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 # securesystemslib re-exports these names without __all__ (mypy strict: ignore).
-from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
+from securesystemslib.signer import CryptoSigner, Key, SSlibKey  # type: ignore[attr-defined]
 
 from index.errors import IndexRepoError
 from keys import ed25519
 from keys.errors import KeyFileError
 
-__all__ = ["KeyRing", "tuf_key", "tuf_signer"]
+__all__ = ["KeyRing", "public_key_of", "tuf_key", "tuf_signer"]
 
 
 def tuf_key(public_key: Ed25519PublicKey | Ed25519PrivateKey) -> SSlibKey:
@@ -35,6 +35,17 @@ def tuf_key(public_key: Ed25519PublicKey | Ed25519PrivateKey) -> SSlibKey:
     if isinstance(public_key, Ed25519PrivateKey):
         public_key = public_key.public_key()
     return SSlibKey.from_crypto(public_key, keyid=ed25519.key_id(public_key))
+
+
+def public_key_of(key: Key) -> Ed25519PublicKey:
+    """The Ed25519 public key a TUF key holds (the reverse of `tuf_key`).
+
+    Raises:
+        ValueError: it is not an Ed25519 key.
+    """
+    if key.keytype != "ed25519":
+        raise ValueError(f"key {key.keyid} is a {key.keytype} key, not ed25519")
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.keyval["public"]))
 
 
 def tuf_signer(private_key: Ed25519PrivateKey) -> CryptoSigner:

@@ -37,7 +37,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 
 from index import paths
 from index.errors import IndexRepoError
-from index.keyring import tuf_key, tuf_signer
+from index.keyring import public_key_of, tuf_key, tuf_signer
 from index.model import Delegation
 from index.repo_base import RepoBase, _all_or_nothing, _now, _part
 from keys import ed25519
@@ -118,8 +118,7 @@ class RolesMixin(RepoBase):
             raise IndexRepoError(f"role {role} is not delegated")
         out: dict[str, Ed25519PublicKey] = {}
         for kid in delegations.roles[role].keyids:
-            raw = bytes.fromhex(delegations.keys[kid].keyval["public"])
-            out[kid] = Ed25519PublicKey.from_public_bytes(raw)
+            out[kid] = public_key_of(delegations.keys[kid])
         return out
 
     # -- changes ----------------------------------------------------------------------------

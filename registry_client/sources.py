@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 from tuf.api import exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
 from index import paths
+from index.keyring import public_key_of
 from keys import ed25519
 from loader.home import Home
 from loader.lockfile import Locked
@@ -205,7 +205,6 @@ def publisher_role(client: RegistryClient, name: str) -> tuple[str, frozenset[st
         for kid in role.keyids:
             key = delegations.keys.get(kid)
             if key is not None and key.keytype == "ed25519":
-                raw = bytes.fromhex(key.keyval["public"])
-                ids.add(ed25519.key_id(Ed25519PublicKey.from_public_bytes(raw)))
+                ids.add(ed25519.key_id(public_key_of(key)))
         return role.name, frozenset(ids)
     return None
