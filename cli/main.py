@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from cli import catalog
+from cli import config as cli_config
 from cli import host as cli_host
 from cli import keys as cli_keys
 from cli import plugins as cli_plugins
@@ -67,6 +68,7 @@ for _command in (
     cli_host.module,
     cli_host.stop,
     cli_host.notifications,
+    cli_config.config,
     index_group,
 ):
     cli.add_command(_command)

@@ -27,6 +27,7 @@ from registry_client.installer import (
     read_package,
     uninstall,
 )
+from registry_client.plugin_config import purge as purge_plugin
 from registry_client.registry_install import (
     BarFactory,
     Chosen,
@@ -270,12 +271,17 @@ def update(ctx: Context) -> None:
 @click.command("uninstall")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Remove even if other plugins need it.")
+@click.option("--purge", is_flag=True, help="Also forget its config values and data folder.")
 @pass_ctx
-def uninstall_cmd(ctx: Context, name: str, force: bool) -> None:
-    """Remove plugin NAME (refused while another installed plugin needs it)."""
+def uninstall_cmd(ctx: Context, name: str, force: bool, purge: bool) -> None:
+    """Remove plugin NAME (refused while another installed plugin needs it). Its config
+    values and data folder are kept for a reinstall unless --purge."""
     with refusals():
         version = uninstall(ctx.home, name, force=force)
+        removed = purge_plugin(ctx.home, name) if purge else []
     click.echo(f"uninstalled {name} {version}")
+    for what in removed:
+        click.echo(f"removed {what}")
 
 
 @click.command("list")

@@ -105,7 +105,7 @@ class ControlServer:
                     raise ValueError('a request is a JSON object with a string "op"')
                 reply: dict[str, Any] = {"ok": True, "result": self._handler(request)}
             except (LoaderError, ValueError, LookupError, TypeError) as err:
-                reply = {"ok": False, "error": str(err).strip("'\"")}
+                reply = {"ok": False, "error": _sentence(err)}
             except OSError:
                 return
             self._reply(conn, reply)
@@ -167,6 +167,13 @@ def _read_line(sock: socket.socket) -> bytes:
         if len(data) > MAX_REQUEST * 16:
             raise ValueError("the message is too large")
     return data
+
+
+def _sentence(err: Exception) -> str:
+    """The error's own words (a KeyError's str() is the repr of its argument)."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err)
 
 
 def _alive(path: Path) -> bool:

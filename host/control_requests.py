@@ -45,12 +45,31 @@ def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
         return {}
     if op == "trust-changed":
         return {"stopped": host.recheck_trust()}
+    if op in ("config", "config-get", "config-set", "config-reset"):
+        return _config(host, op, req)
     if op in ("notifications", "answer", "dismiss"):
         return _notifications(host, op, req)
     if op == "stop":
         host.request_stop()
         return {}
     raise ValueError(f"unknown request {op!r}")
+
+
+def _config(host: ReferenceHost, op: str, req: dict[str, Any]) -> Any:
+    """List the registered options, or get, set (plain JSON of the option's type) or reset
+    one by key."""
+    if op == "config":
+        return {"options": host.config.options()}
+    key = req.get("key")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{op} needs a config key")
+    if op == "config-get":
+        return host.config.option(key)
+    if op == "config-reset":
+        return host.config.reset(key)
+    if "value" not in req:
+        raise ValueError("config-set needs a value")
+    return host.config.set(key, req["value"])
 
 
 def _notifications(host: ReferenceHost, op: str, req: dict[str, Any]) -> Any:

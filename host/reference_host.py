@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from host.config_admin import ConfigAdmin
 from host.dns_answers import record_json, system_resolve
 from host.errors import HookAbortedError
 from host.runtime import PluginHost, PluginSpec, PluginState
@@ -104,6 +105,7 @@ class ReferenceHost:
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
         self.plugins.admit = self._admit  # every start and restart re-checks the signers
+        self.config = ConfigAdmin(self.plugins.services.config, home.config_values)
         self.modules = ModuleManager()
         self.core = {name: _CoreModule(name) for name in CORE_MODULES}
         self.plan = BootPlan([])
@@ -390,8 +392,7 @@ class ReferenceHost:
 
 
 def _settings_of(home: Home) -> HostSettings:
-    """host.json; a broken one means the defaults (one signature, sandbox required), and
-    says so."""
+    """host.json; a broken one means the defaults (one signature, sandbox required), said."""
     try:
         return read_host_settings(home.host_settings)
     except LoaderError as err:

@@ -11,6 +11,7 @@ platform's user data directory (platformdirs).
     data/<name>/                 a plugin's own data folder, its base_directory
     trust.json                   trusted publisher keys and revoked key ids
     host.json                    the host's own settings (dev mode, disabled modules)
+    config.json                  values a person set for plugins' registered config options
     run/host.sock                the booted host's control socket (owner only)
     keys/                        the user's own publisher keys (`keys generate`)
 """
@@ -78,6 +79,11 @@ class Home:
     @property
     def host_settings(self) -> Path:
         return self.root / "host.json"
+
+    @property
+    def config_values(self) -> Path:
+        """`config.json`: the values a person set for options plugins registered."""
+        return self.root / "config.json"
 
     @property
     def run_dir(self) -> Path:

@@ -57,6 +57,12 @@ def _copy_value(value: config_pb2.Value) -> config_pb2.Value:
     return copied
 
 
+def _copy_option(option: config_pb2.Option) -> config_pb2.Option:
+    copied = config_pb2.Option()
+    copied.CopyFrom(option)
+    return copied
+
+
 @dataclass
 class _Entry:
     option: config_pb2.Option
@@ -138,6 +144,15 @@ class ConfigStore:
         self._entries: dict[str, _Entry] = {}
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[str, str], None]] = []
+        self._initial: Callable[[str, config_pb2.Option], config_pb2.Value | None] | None = None
+
+    def use_initial_values(
+        self, initial: Callable[[str, config_pb2.Option], config_pb2.Value | None]
+    ) -> None:
+        """Ask `initial(full_key, option)` for the value of each newly registered option (the
+        values a person saved before a restart); None keeps the option's default."""
+        with self._lock:
+            self._initial = initial
 
     def add_listener(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(owner, full_key)` after each change of a key's effective value, on
@@ -166,7 +181,8 @@ class ConfigStore:
                 )
             self._check_option_bounds(owner, stored, entry)
             if entry is None:
-                self._entries[full_key] = _Entry(stored, owner)
+                saved = self._initial(full_key, stored) if self._initial else None
+                self._entries[full_key] = _Entry(stored, owner, saved)
                 return
             before = entry.effective()
             entry.option = stored
@@ -202,13 +218,14 @@ class ConfigStore:
                 raise KeyError(full_key)
             return entry.effective()
 
-    def set(self, full_key: str, value: config_pb2.Value) -> None:
-        """Set the value of a registered option and notify its watchers. KeyError if unknown."""
+    def set(self, full_key: str, value: config_pb2.Value | None) -> None:
+        """Set the value of a registered option (None: back to its default) and notify its
+        watchers. KeyError if unknown."""
         with self._lock:
             entry = self._entries.get(full_key)
             if entry is None:
                 raise KeyError(full_key)
-            entry.value = _copy_value(value)
+            entry.value = None if value is None else _copy_value(value)
             self._notify_locked(full_key)
             owner = entry.owner
         self._tell_listeners(owner, full_key)
@@ -230,6 +247,16 @@ class ConfigStore:
             subscription = Subscription(self, keys, owner)
             self._subscriptions.add(subscription)
         return subscription
+
+    def options(self) -> list[tuple[config_pb2.Option, str, config_pb2.Value | None]]:
+        """Copies of every registered option with its owner and the value set (None: the
+        default applies), sorted by key."""
+        with self._lock:
+            entries = sorted(self._entries.items())
+            return [
+                (_copy_option(e.option), e.owner, None if e.value is None else _copy_value(e.value))
+                for _, e in entries
+            ]
 
     def registered_keys(self) -> list[str]:
         """Every registered full key, sorted."""
