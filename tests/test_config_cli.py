@@ -35,7 +35,7 @@ def boot(cli: Cli) -> subprocess.Popen[str]:
         done = cli("config", "--json", ok=False)
         return done.returncode == 0 and '"running": true' in done.stdout and RULES in done.stdout
 
-    assert wait_for(registered, 20), proc.stderr.read() if proc.poll() is not None else "slow"
+    assert wait_for(registered, 20), proc.communicate()[1] if proc.poll() is not None else "slow"
     return proc
 
 
