@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from cli import author as cli_author
 from cli import catalog
 from cli import config as cli_config
 from cli import host as cli_host
@@ -69,6 +70,7 @@ for _command in (
     cli_host.stop,
     cli_host.notifications,
     cli_config.config,
+    cli_author.new,
     index_group,
 ):
     cli.add_command(_command)

@@ -220,6 +220,12 @@ def _refuse(home: Home, releases: list[Release], locked: dict[str, Locked]) -> N
         is_installed = current is not None and current.version == release.version
         signed = release.envelope is not None or (current is not None and current.signer)
         if is_installed and signed and final.exists() and not _same_release(final, release):
+            if current is not None and not current.signer:
+                raise InstallError(
+                    f"{release.name} {release.version} is installed as an unsigned dev build; "
+                    f"a signed release of the same version does not replace it: run "
+                    f"`pm-plugins uninstall {release.name}`, then install the signed package"
+                )
             raise InstallError(
                 f"{release.name} {release.version} is already installed with other "
                 f"bytes; a release never changes: give the new build a new version, or "

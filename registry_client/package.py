@@ -47,6 +47,7 @@ from keys.errors import StrictJSONError
 from loader.boot import MANIFEST_FILE, MAX_ARTIFACT_BYTES
 from loader.capabilities import Capabilities, parse_capabilities
 from loader.errors import LoaderError
+from loader.host_modules import CORE_MODULES
 from loader.fields import check_unknown, expect, optional, require, show
 from loader.manifest import (
     Artifact,
@@ -118,6 +119,11 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
         manifest_to_bytes(manifest)  # the manifest's own checks, before anything is signed
     except (ManifestError, ValueError) as err:
         raise PackageError(f"{toml_path}: {err}") from err
+    if manifest.name in CORE_MODULES:
+        raise PackageError(
+            f"{toml_path}: {manifest.name} is the name of a host module, which no plugin may "
+            f"take (the installer refuses it); choose another name"
+        )
     return PluginSource(directory, manifest, data)
 
 
