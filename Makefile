@@ -8,7 +8,7 @@ PROTOS  := $(shell find proto -name '*.proto' | sort)
 # Plugins are executables that find `python3` on PATH: the venv's must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test bench proto proto-check lint typecheck unit clean
+.PHONY: demo test bench docs proto proto-check lint typecheck unit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: proto-check lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The SDK's API reference, from its docstrings (pdoc), into docs/api/.
+SDK_DOCS := pm_plugin pm_plugin.testing pm_plugin.scaffold pm_plugin.host pm_plugin.types pm_plugin.hooks
+docs: $(STAMP)
+	$(BIN)/python -m pdoc -o docs/api $(SDK_DOCS)
+	@echo "wrote docs/api/index.html"
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo

@@ -1,4 +1,4 @@
-"""What a plugin author imports: serve(), type registration, host services, NullPlugin.
+"""The SDK a plugin author imports: serve(), type registration, host services, NullPlugin.
 
 The Python form of the Portmaster plugin PR's Go `framework`:
 
@@ -13,7 +13,43 @@ The Python form of the Portmaster plugin PR's Go `framework`:
     register_decider(decide)
     serve()
 
-Imports nothing else of ours, so it can ship as a small distribution of its own.
+Imports nothing else of ours: it ships as a distribution of its own (`pm-plugin`).
+
+## Types of plugin
+
+- **decider** (`register_decider`): `f(conn)` returns a `Verdict`, `(verdict, reason)` or a
+  `Decision` (with `cache_ttl`). Deciders run in the configured order; the first answer
+  that is not `UNDECIDED`, `UNDETERMINABLE` or `FAILED` wins.
+- **reporter** (`register_reporter`): `f(conn)` is told of every connection with
+  `conn.verdict`, its final verdict; it never slows a decision.
+- **resolver** (`register_resolver`): `f(question, conn)` returns `answer(record_a(...))`,
+  `nxdomain()`, or None for "not mine".
+- **hook** (`register_hooks`): a `NullPlugin` subclass overriding hook methods; the hook
+  points are `HOOK_POINTS` (`PreAuthCheck` is `pre_auth_check(entity, data)`); raising
+  `HookError` aborts the request.
+
+## Verdicts
+
+`Verdict`: `UNDECIDED`, `UNDETERMINABLE`, `ACCEPT`, `BLOCK`, `DROP`, `REROUTE_TO_NS`,
+`REROUTE_TO_TUNNEL`, `FAILED` (Portmaster's numbers).
+
+## Host services
+
+Reachable once `on_init` functions run (inside the host's Configure):
+`config()` (a `Config`: `register_option`, `get_*`, `watch`, `on_change`; a person changes
+values with `pm-plugins config set` and the plugin's watch fires), `notify(title, message,
+actions=[("id", "text")])` (returns the action the person picked), `forget_cached_verdicts()`,
+and for privileged plugins `plugin_manager()`.
+
+## plugin.toml and capabilities
+
+Next to the executable, `plugin.toml` names the plugin (`name`, `version`, `description`,
+`publisher`, `types`, `executable`), what it needs (`[requires] host = ["firewall"]`,
+`plugins = {other = ">=1"}`) and what it may reach beyond its own data folder
+(`[capabilities] read = [...]`, `write = [...]`, `network = ["tcp:443"]`,
+`processes = true`). The host's sandbox grants exactly those; `pm-plugins new` writes one.
+
+Testing: `pm_plugin.testing`. A new plugin folder: `pm_plugin.scaffold`.
 """
 
 from __future__ import annotations
@@ -55,8 +91,8 @@ from pm_plugin.types import (
     record_txt,
 )
 
-#: The plugin of this process; the module-level functions below act on it.
 default = Plugin()
+"""The plugin of this process; the module-level functions act on it."""
 
 register_decider = default.register_decider
 register_reporter = default.register_reporter

@@ -137,6 +137,8 @@ class PluginBase:
         return json.loads(raw) if raw else None
 
     def config(self) -> Config:
+        """The host's config service: register options, read and watch their values (keys
+        are relative to the plugin's own `plugins/<name>/`, privileged or not)."""
         own = f"plugins/{self.name}/" if self.privileged else ""
         return Config(self._backchannel(), own=own)
 
