@@ -22,6 +22,8 @@ The source directory has a `plugin.toml`:
     plugins = {allowlist = ">=1,<2"}  # other plugins, PEP 440 specifiers
     [capabilities]                    # optional: what it may do beyond its data folder
     read = ["/etc/hosts"]             # (see loader.capabilities; absent = the minimum)
+    [python]                          # optional: the artifact becomes a zipapp carrying
+    requires = ["tinydep>=1"]         # these pure-Python wheels (registry_client.bundle)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import shutil
 import tempfile
 import tomllib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,8 @@ from keys.errors import StrictJSONError
 from loader.boot import MANIFEST_FILE, MAX_ARTIFACT_BYTES
 from loader.capabilities import Capabilities, parse_capabilities
 from loader.errors import LoaderError
-from loader.host_modules import CORE_MODULES
 from loader.fields import check_unknown, expect, optional, require, show
+from loader.host_modules import CORE_MODULES
 from loader.manifest import (
     Artifact,
     Manifest,
@@ -59,6 +61,7 @@ from loader.manifest import (
 )
 from loader.sealed import read_once
 from loader.verify import MANIFEST_PAYLOAD_TYPE
+from registry_client.bundle import BundleError, PythonRequirements, build_zipapp, parse_python
 
 SOURCE_FILE = "plugin.toml"
 _TOML_FIELDS = {
@@ -71,6 +74,7 @@ _TOML_FIELDS = {
     "platform",
     "requires",
     "capabilities",
+    "python",
 }
 
 
@@ -87,8 +91,12 @@ class PluginSource:
     executable: bytes
 
 
-def read_source(directory: Path, *, created: datetime | None = None) -> PluginSource:
-    """Read and check `directory/plugin.toml` and its executable."""
+def read_source(
+    directory: Path, *, created: datetime | None = None, host_module_name_ok: bool = False
+) -> PluginSource:
+    """Read and check `directory/plugin.toml` and its executable. A host module's name is
+    refused (the installer would refuse it) unless `host_module_name_ok` (tests that play a
+    hostile publisher, whose own tools would sign anything)."""
     toml_path = directory / SOURCE_FILE
     try:
         doc = tomllib.loads(toml_path.read_text(encoding="utf-8"))
@@ -99,6 +107,7 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
     with _refused():
         check_unknown(doc, _TOML_FIELDS, where=str(toml_path), what=SOURCE_FILE)
     executable_name = _executable(doc, toml_path)
+    python = _python(doc, toml_path)
     try:
         data = read_once(directory / executable_name, MAX_ARTIFACT_BYTES)
     except LoaderError as err:
@@ -119,11 +128,13 @@ def read_source(directory: Path, *, created: datetime | None = None) -> PluginSo
         manifest_to_bytes(manifest)  # the manifest's own checks, before anything is signed
     except (ManifestError, ValueError) as err:
         raise PackageError(f"{toml_path}: {err}") from err
-    if manifest.name in CORE_MODULES:
+    if manifest.name in CORE_MODULES and not host_module_name_ok:
         raise PackageError(
             f"{toml_path}: {manifest.name} is the name of a host module, which no plugin may "
             f"take (the installer refuses it); choose another name"
         )
+    if python is not None:
+        return _bundled(PluginSource(directory, manifest, data), python, toml_path)
     return PluginSource(directory, manifest, data)
 
 
@@ -133,13 +144,14 @@ def build_package(
     out_dir: Path,
     *,
     created: datetime | None = None,
+    host_module_name_ok: bool = False,
 ) -> Path:
     """Write `out_dir/<name>-<version>/` with the artifact and its manifest signed by
     every key of `keys` (a host may require a threshold of distinct signers).
 
     The package directory appears complete or not at all (built aside, then renamed).
     """
-    source = read_source(directory, created=created)
+    source = read_source(directory, created=created, host_module_name_ok=host_module_name_ok)
     manifest = source.manifest
     payload = manifest_to_bytes(manifest)
     signers = [keys] if isinstance(keys, Ed25519PrivateKey) else list(keys)
@@ -194,6 +206,28 @@ def _executable(doc: dict[str, Any], path: Path) -> str:
 def _platform(doc: dict[str, Any], path: Path) -> str:
     with _refused():
         return str(optional(doc, "platform", str, "any", where=str(path)))
+
+
+def _python(doc: dict[str, Any], path: Path) -> PythonRequirements | None:
+    if "python" not in doc:
+        return None
+    try:
+        with _refused():
+            return parse_python(doc["python"], where=str(path), base=path.parent)
+    except BundleError as err:
+        raise PackageError(f"{path}: {err}") from err
+
+
+def _bundled(source: PluginSource, python: PythonRequirements, path: Path) -> PluginSource:
+    """`source` with its executable made a zipapp carrying `python.requires`: the artifact
+    the manifest pins (still under the executable's name) and the signature covers."""
+    try:
+        data = build_zipapp(source.executable, python, plugin=source.manifest.name)
+    except BundleError as err:
+        raise PackageError(f"{path}: {err}") from err
+    name = source.manifest.artifact.filename
+    artifact = Artifact(name, hashlib.sha256(data).hexdigest(), len(data))
+    return replace(source, manifest=replace(source.manifest, artifact=artifact), executable=data)
 
 
 def _list(doc: dict[str, Any], key: str, path: Path) -> list[str]:

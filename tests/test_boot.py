@@ -448,7 +448,8 @@ def test_a_plugin_named_like_a_host_module_is_refused_and_the_host_boots(
 ) -> None:
     install_signed(home, publisher, write_source(tmp_path, "allowlist"), tmp_path)
     # the installer refuses the name; a hand-made state root reaches the loader anyway
-    package = build_package(write_source(tmp_path, "config", host=()), publisher.key, tmp_path)
+    src = write_source(tmp_path, "config", host=())
+    package = build_package(src, publisher.key, tmp_path, host_module_name_ok=True)
     shutil.copytree(package, home.release_dir("config", "1.0.0"))
     set_entries = json.loads(home.plugins_json.read_text())
     set_entries.append({"name": "config", "types": ["decider"], "version": "1.0.0"})
