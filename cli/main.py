@@ -17,6 +17,7 @@ import click
 from cli import author as cli_author
 from cli import catalog
 from cli import config as cli_config
+from cli import dashboard as cli_dashboard
 from cli import host as cli_host
 from cli import keys as cli_keys
 from cli import plugins as cli_plugins
@@ -71,6 +72,7 @@ for _command in (
     cli_host.notifications,
     cli_config.config,
     cli_author.new,
+    cli_dashboard.dashboard,
     index_group,
 ):
     cli.add_command(_command)
