@@ -3,16 +3,19 @@ PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-WIRE    := pm_plugin/wire
+WIRE    := sdk/pm_plugin/wire
 PROTOS  := $(shell find proto -name '*.proto' | sort)
 # Plugins are executables that find `python3` on PATH: the venv's must come first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test bench docs proto proto-check lint typecheck unit clean
 
-$(STAMP): pyproject.toml
+# The SDK (sdk/, distribution pm-plugin) first: the host depends on it. Its editable install
+# is a plain path entry (compat mode), which mypy and other tools outside the repo can follow.
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ./sdk --config-settings editable_mode=compat
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -34,7 +37,7 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(call gen_wire,$(VENV)/wire-check)
 	@diff -r -q -x __pycache__ $(WIRE) $(VENV)/wire-check >/dev/null || \
-		{ echo "pm_plugin/wire is stale: run 'make proto' and commit the result."; exit 1; }
+		{ echo "sdk/pm_plugin/wire is stale: run 'make proto' and commit the result."; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

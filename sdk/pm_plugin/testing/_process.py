@@ -59,6 +59,7 @@ class PluginProcess:
         self.records: list[LogRecord] = []
         self.changed = threading.Condition()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stderr = threading.Thread()
 
     def start(self, timeout: float) -> str:
         env = {
@@ -71,7 +72,8 @@ class PluginProcess:
             self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._stderr = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr.start()
         line = self._handshake_line(timeout)
         parts = line.strip().split("|")
         if len(parts) < 5 or parts[0] != "1" or parts[2] != "unix" or parts[4] != "grpc":
@@ -91,6 +93,7 @@ class PluginProcess:
         if not line:
             code = self.exit_code(wait=0.5)
             self.stop()
+            self._stderr.join(2.0)  # what it said before it ended, all of it
             said = "\n".join(r.message for r in self.records[-20:])
             why = (
                 f"exited with code {code}"
