@@ -197,7 +197,8 @@ def query_connection(
             inbound=inbound,
         )
     by = f" (by {result['by']})" if result["by"] else ""
-    emit(result, as_json, f"{result['verdict']}{by}: {result['reason']}")
+    failed = [f"decider {f['plugin']} failed: {f['error']}" for f in result.get("failed", [])]
+    emit(result, as_json, "\n".join([f"{result['verdict']}{by}: {result['reason']}", *failed]))
 
 
 @query.command("hook")

@@ -65,6 +65,12 @@ class ChainVerdict:
     reason: str
     plugin: str | None
     cached: bool = False  # the deciding answer was the plugin's cached one
+    #: Deciders whose call failed in this decision (each counts as UNDECIDED): (name, why).
+    failed: tuple[tuple[str, str], ...] = ()
+
+    def failures(self) -> list[dict[str, str]]:
+        """The failed deciders as plain JSON: [{"plugin": name, "error": sentence}]."""
+        return [{"plugin": name, "error": why} for name, why in self.failed]
 
 
 NOBODY = ChainVerdict(UNDECIDED, "", None)
@@ -170,6 +176,7 @@ class DeciderChain:
         cache = self.cache
         key = cache_key(connection) if len(cache) else None
         stamp = cache.stamp()
+        failed: list[tuple[str, str]] = []
         for member in self.members:
             answer = cache.get(key, member.name) if key is not None else None
             cached = answer is not None
@@ -182,15 +189,18 @@ class DeciderChain:
                         connection,
                         self.timeout,
                     )
-                except PluginCallError:
+                except PluginCallError as err:
+                    failed.append((member.name, str(err)))
                     continue  # counts as UNDECIDED, never cached
                 if answer.cache_ttl > 0:
                     key = key if key is not None else cache_key(connection)
                     cache.put(key, member.name, answer, stamp)
             if answer.verdict in NOT_DECIDED:
                 continue
-            return ChainVerdict(answer.verdict, answer.reason, member.name, cached=cached)
-        return NOBODY
+            return ChainVerdict(
+                answer.verdict, answer.reason, member.name, cached=cached, failed=tuple(failed)
+            )
+        return ChainVerdict(UNDECIDED, "", None, failed=tuple(failed)) if failed else NOBODY
 
 
 class _ReporterWorker:

@@ -377,9 +377,7 @@ class ReferenceHost:
         conn = network_pb2.Connection(id=f"query-{next(_QUERY_IDS)}", inbound=inbound)
         conn.process.binary_path = binary
         conn.entity.domain = domain if not domain or domain.endswith(".") else domain + "."
-        conn.entity.ip = ip
-        conn.entity.port = port
-        conn.entity.protocol = protocol
+        conn.entity.ip, conn.entity.port, conn.entity.protocol = ip, port, protocol
         conn.ip_protocol = protocol
         result = self.plugins.decide(conn)
         verdict, reason, by = result.verdict, result.reason, result.plugin
@@ -388,7 +386,8 @@ class ReferenceHost:
         conn.verdict = verdict  # type: ignore[assignment]
         with contextlib.suppress(Exception):
             self.plugins.report(conn)
-        return {"verdict": VERDICT_NAMES.get(verdict, str(verdict)), "reason": reason, "by": by}
+        shown = VERDICT_NAMES.get(verdict, str(verdict))
+        return {"verdict": shown, "reason": reason, "by": by, "failed": result.failures()}
 
 
 def _settings_of(home: Home) -> HostSettings:

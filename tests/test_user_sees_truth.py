@@ -12,6 +12,7 @@ import pytest
 from host.errors import HandshakeError
 from host.process import PluginProcess, describe_exit
 from host.reference_host import ReferenceHost
+from host.runtime import PluginSpec
 from loader.home import Home
 from pm_plugin.wire.portmaster import network_pb2
 from tests.conftest import FAKE_PLUGIN
@@ -63,3 +64,35 @@ def test_every_queried_connection_has_an_id_of_its_own(tmp_path: Path) -> None:
     finally:
         host.shutdown()
     assert len(seen) == 3 and len(set(seen)) == 3
+
+
+CRASHING = """\
+#!{python}
+import pm_plugin
+
+def decide(conn):
+    raise RuntimeError("the rules file is gone")
+
+pm_plugin.register_decider(decide)
+pm_plugin.serve()
+"""
+
+
+def test_a_decider_that_crashes_is_named_with_its_error_not_hidden(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    script = tmp_path / "crashing.py"
+    script.write_text(CRASHING.format(python=sys.executable))
+    script.chmod(0o755)
+    host = ReferenceHost(home, dev_mode=False)
+    host.boot()
+    try:
+        host.plugins.add(PluginSpec(name="crashy", argv=(str(script),), types=("decider",)))
+        host.plugins.start("crashy")
+        said = host.decide(binary="/usr/bin/curl", domain="example.com")
+    finally:
+        host.shutdown()
+    assert said["reason"] == "no decider decided: default"
+    ((failed),) = said["failed"]
+    assert failed["plugin"] == "crashy"
+    assert "the rules file is gone" in failed["error"], failed
