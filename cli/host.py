@@ -19,6 +19,7 @@ from host.reference_host import ReferenceHost
 from loader.home import dev_mode_from, read_host_settings
 from loader.host_modules import OFF_BY_DEFAULT, plan_for_host
 from loader.journal import reading
+from registry_client.registrar import Registrar
 
 # -- verify, boot, status, query ------------------------------------------------------------
 
@@ -79,8 +80,14 @@ def boot(ctx: Context, enable: tuple[str, ...]) -> None:
             )
         off = tuple(m for m in (*OFF_BY_DEFAULT, *settings.disabled_modules) if m not in enable)
         ctx.home.ensure()
+        threshold = settings.signature_threshold
         host = ReferenceHost(
-            ctx.home, dev_mode=dev_mode, disabled=off, threshold=settings.signature_threshold
+            ctx.home,
+            dev_mode=dev_mode,
+            disabled=off,
+            threshold=threshold,
+            # RegisterPlugin: what `install ./PKG` checks, with nobody at a terminal to ask
+            installer=Registrar(ctx.home, dev_mode=dev_mode, threshold=threshold),
         )
         server = ControlServer(
             ctx.home.control_socket,
@@ -127,6 +134,13 @@ def _status_text(status: dict[str, Any]) -> str:
         text = "DEV MODE: unsigned plugins run\n" + text
     if status.get("plugins_json_error"):
         text += f"\nno plugin can run: {status['plugins_json_error']}"
+    registered = [
+        f"{m['name']} was registered by plugin {m['registered_by']}"
+        for m in status["modules"]
+        if m.get("registered_by")
+    ]
+    if registered:
+        text += "\n\n" + "\n".join(registered)
     loud, quiet = sandboxes(status["modules"])
     if quiet:
         text += "\n\n" + "\n".join(quiet)

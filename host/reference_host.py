@@ -26,9 +26,10 @@ from typing import Any
 from host.config_admin import ConfigAdmin
 from host.dns_answers import record_json, system_resolve
 from host.errors import HookAbortedError
+from host.registration import PackageInstaller, Registrations, RuntimeModules
 from host.runtime import PluginHost, PluginSpec, PluginState
 from host.sandbox import SandboxSettings
-from host.status_rows import enforced, signer_words
+from host.status_rows import plugin_row, refused_row
 from keys.errors import KeysError
 from keys.store import TrustStore
 from loader.binding import signer_refusal
@@ -43,7 +44,6 @@ from loader.host_modules import (
     plan_for_host,
 )
 from loader.journal import reading
-from loader.modules import ModuleManager, ModuleState
 from loader.sealed import SealedExecutable, seal
 from pm_plugin.hooks import HOOK_POINTS
 from pm_plugin.wire.pmplugin.v1 import extensions_pb2
@@ -90,7 +90,9 @@ class ReferenceHost:
         disabled: tuple[str, ...] = OFF_BY_DEFAULT,
         plugin_host: PluginHost | None = None,
         threshold: int | None = None,
+        installer: PackageInstaller | None = None,
     ) -> None:
+        """`installer` (from `pm-plugins boot`) lets privileged plugins register plugins."""
         self.home = home
         self.dev_mode = dev_mode
         self.trust = trust if trust is not None else TrustStore.load(home.trust_store)
@@ -106,12 +108,14 @@ class ReferenceHost:
             self.plugins.on_state = self._on_plugin_state
         self.plugins.admit = self._admit  # every start and restart re-checks the signers
         self.config = ConfigAdmin(self.plugins.services.config, home.config_values)
-        self.modules = ModuleManager()
+        self.modules = RuntimeModules()
         self.core = {name: _CoreModule(name) for name in CORE_MODULES}
         self.plan = BootPlan([])
         self._sealed: dict[str, SealedExecutable] = {}
         self._rows: dict[str, PlannedPlugin] = {}
         self._stop_requested = threading.Event()
+        self.registrations = Registrations(self, installer) if installer is not None else None
+        self.plugins.registry = self.registrations  # RegisterPlugin / UnregisterPlugin
 
     # -- boot and shutdown ----------------------------------------------------------------------
 
@@ -143,6 +147,8 @@ class ReferenceHost:
                 continue
             self._register_plugin(row)
         self.modules.start_all()
+        if self.registrations is not None:
+            self.registrations.booted()  # start what plugins registered while we booted
         return self.plan
 
     def _register_plugin(self, row: PlannedPlugin) -> None:
@@ -208,6 +214,8 @@ class ReferenceHost:
 
     def shutdown(self) -> None:
         """Stop every module, plugins before what they need; release the sealed copies."""
+        if self.registrations is not None:
+            self.registrations.close()  # a registration under way ends first; no new ones
         self.modules.stop_all()
         self.plugins.stop_all()
         for sealed in self._sealed.values():
@@ -271,50 +279,20 @@ class ReferenceHost:
             if module.kind == "core":
                 row |= {"version": HOST_VERSION, "signer": "host", "pid": None, "restarts": 0}
             else:
-                row |= self._plugin_status(module.name, module.state)
+                try:
+                    planned, instance = self._rows[module.name], self.plugins.get(module.name)
+                except LookupError:  # unregistered while we looked
+                    continue
+                row |= plugin_row(planned, instance, module.state)
             rows.append(row)
         registered = {m.name for m in self.modules.modules()}
-        for planned in self.plan.plugins:
-            if planned.name not in registered:
-                rows.append(
-                    {
-                        "name": planned.name,
-                        "kind": "plugin",
-                        "state": "refused",
-                        "reason": planned.reason,
-                        "version": planned.version,
-                        "signer": signer_words(planned),
-                        "verification": planned.status.value,
-                        "pid": None,
-                        "restarts": 0,
-                    }
-                )
+        rows += [refused_row(p) for p in self.plan.plugins if p.name not in registered]
         return {
             "dev_mode": self.dev_mode,
             "host_version": HOST_VERSION,
             "plugins_json_error": self.plan.error,
             "modules": rows,
         }
-
-    def _plugin_status(self, name: str, state: ModuleState) -> dict[str, Any]:
-        planned = self._rows[name]
-        instance = self.plugins.get(name)
-        out: dict[str, Any] = {
-            "version": planned.version,
-            "signer": signer_words(planned),
-            "verification": planned.status.value,
-            "pid": instance.pid,
-            "restarts": getattr(instance, "restarts", 0),
-            "capabilities": instance.spec.capabilities.describe(),
-            "sandbox": enforced(instance),
-        }
-        if state is ModuleState.RUNNING and instance.state is not PluginState.RUNNING:
-            out["state"] = instance.state.value  # crashed, restarting or failed since
-            out["reason"] = instance.reason
-        attempt = instance._attempt  # a start under way (Configure may take a while)
-        if instance.state is PluginState.STARTING and attempt is not None:
-            out["state"], out["pid"] = PluginState.STARTING.value, attempt.pid
-        return out
 
     def resolve(self, name: str, qtype: str = "A") -> dict[str, Any]:
         """Resolve through resolver plugins, then the system resolver."""

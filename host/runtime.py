@@ -43,6 +43,7 @@ from host.instance import PluginInstance, PluginSpec, PluginState, StateListener
 from host.lifecycle import Admit, PluginLifecycle, _LaunchFailed, _Superseded
 from host.sandbox import SandboxSettings, is_plugin_uid, uid_for
 from host.services.backchannel import HostServices
+from host.services.plugin_manager import PluginRegistry
 from host.supervise import DEFAULT_RESTART_POLICY, RestartPolicy
 from loader.errors import LoaderError
 from loader.host_modules import HOST_VERSION
@@ -81,6 +82,7 @@ class PluginHost(PluginLifecycle):
         """
         self.cache = DecisionCache(max_ttl=cache_max_ttl)  # ValueError before anything else
         self.admit = admit  # asked before every start and restart (host.lifecycle.Admit)
+        self.registry: PluginRegistry | None = None  # installs for RegisterPlugin (the booted host)
         self.services = services if services is not None else HostServices()
         if self.services.plugin_manager is None:
             self.services.plugin_manager = self
@@ -218,6 +220,14 @@ class PluginHost(PluginLifecycle):
         with self._lock:
             instance._supervisors = [s for s in instance._supervisors if s.thread.is_alive()]
 
+    def remove(self, name: str) -> None:
+        """Stop a plugin and forget it (unregistered at run time); its name may be added again."""
+        self.stop(name)
+        with self._lock:
+            self._plugins.pop(name, None)
+            self._uids.pop(name, None)
+            self._rebuild()
+
     def refuse(self, name: str, reason: str) -> None:
         """Stop a plugin the host no longer lets run, and mark it FAILED with `reason`."""
         self.stop(name)
@@ -352,6 +362,17 @@ class PluginHost(PluginLifecycle):
                 )
             )
         return listed
+
+    def register_plugin(self, registrar: str, config: plugins_pb2.PluginConfig) -> None:
+        """PluginRegistry: handed to `registry` (the booted host's), if this host has one."""
+        if self.registry is None:
+            raise NotImplementedError("this host cannot install plugins (it was not booted)")
+        self.registry.register_plugin(registrar, config)
+
+    def unregister_plugin(self, registrar: str, name: str) -> None:
+        if self.registry is None:
+            raise NotImplementedError("this host cannot uninstall plugins (it was not booted)")
+        self.registry.unregister_plugin(registrar, name)
 
     def start_plugin(self, name: str) -> None:
         self._in_background(name, self.start)

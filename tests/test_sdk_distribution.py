@@ -47,7 +47,7 @@ def test_the_wheel_holds_the_sdk_alone_with_its_types(wheel: Path) -> None:
     assert "pm_plugin/testing/__init__.py" in names and "pm_plugin/scaffold.py" in names
     assert "pm_plugin/wire/portmaster/network_pb2.pyi" in names
     assert meta["Name"] == "pm-plugin"
-    requires = sorted(r.split(";")[0].replace(" ", "") for r in meta.get_all("Requires-Dist"))
+    requires = sorted(r.split(";")[0].replace(" ", "") for r in meta.get_all("Requires-Dist") or [])
     assert requires == ["grpcio-health-checking==1.85.1", "grpcio==1.85.1", "protobuf<8,>=7.35.1"]
 
 

@@ -1,16 +1,18 @@
 """The plugin-manager service a privileged plugin calls back into, and the refusals for others.
 
 Why this exists: `PluginManagerServicer` lets one privileged plugin list, start and stop the
-host's plugins through a `PluginManagerBackend` (the host's loader); the plugin manager is served
-only to privileged plugins, and everyone else gets a servicer that answers each call with a clear
-refusal rather than leaving the service unimplemented.
+host's plugins through a `PluginManagerBackend` (the host's loader), and register and unregister
+plugins through a backend that is also a `PluginRegistry` (the booted reference host, whose
+installer `pm-plugins boot` provides); the plugin manager is served only to privileged plugins,
+and everyone else gets a servicer that answers each call with a clear refusal rather than
+leaving the service unimplemented.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import grpc
 
@@ -21,6 +23,7 @@ from pm_plugin.wire.portmaster import plugins_pb2, plugins_pb2_grpc
 __all__ = [
     "PluginManagerBackend",
     "PluginManagerServicer",
+    "PluginRegistry",
     "UnprivilegedPluginManagerServicer",
 ]
 
@@ -45,6 +48,38 @@ class PluginManagerBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class PluginRegistry(Protocol):
+    """What RegisterPlugin and UnregisterPlugin need from the host: install a package the
+    registering plugin left in its data folder, and remove a plugin it registered.
+
+    `registrar` is the calling plugin's name, from the host's own record of the connection.
+    Each refusal is one sentence, its type saying which status answers it: PermissionError
+    (PERMISSION_DENIED), ValueError (INVALID_ARGUMENT), RuntimeError (FAILED_PRECONDITION),
+    LookupError (NOT_FOUND), NotImplementedError (UNIMPLEMENTED: this host cannot install).
+    """
+
+    def register_plugin(self, registrar: str, config: plugins_pb2.PluginConfig) -> None:
+        """Install and start the package `<registrar's data folder>/register/<config.name>`."""
+        ...
+
+    def unregister_plugin(self, registrar: str, name: str) -> None:
+        """Stop and uninstall plugin `name`, which `registrar` registered."""
+        ...
+
+
+#: A refusal's exception type -> its status (the first that matches; NotImplementedError is
+#: a RuntimeError, so it comes first).
+_CODES: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (NotImplementedError, grpc.StatusCode.UNIMPLEMENTED),
+    (PermissionError, grpc.StatusCode.PERMISSION_DENIED),
+    (LookupError, grpc.StatusCode.NOT_FOUND),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuntimeError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+_MAX_DETAILS = 2048  # a status's details travel in a trailer: keep them well inside its bound
+
+
 def _clean_plugin(plugin: plugins_pb2.Plugin) -> plugins_pb2.Plugin:
     """A copy without the PLUGIN_TYPE_UNKNOWN entries the PR's host pads `plugin_types` with."""
     cleaned = plugins_pb2.Plugin()
@@ -58,13 +93,33 @@ def _clean_plugin(plugin: plugins_pb2.Plugin) -> plugins_pb2.Plugin:
 
 def _not_yet(method: str) -> str:
     return (
-        f"{method} is not available yet: changing which plugins are registered needs the "
-        "loader's signature verification"
+        f"{method} is not available yet in this host: changing which plugins are registered "
+        "needs the loader's signature verification and the installer, which a host booted by "
+        "`pm-plugins boot` offers"
     )
 
 
 class PluginManagerServicer(plugins_pb2_grpc.PluginManagerServiceServicer):
-    """`PluginManagerService` for one privileged plugin, backed by the host's loader."""
+    """`PluginManagerService` for one privileged plugin, backed by the host's loader.
+
+    RegisterPlugin and UnregisterPlugin (the PR's path for third-party registries) work when
+    the backend is a `PluginRegistry`; otherwise they answer UNIMPLEMENTED. The PR's
+    `RegisterPluginRequest` carries only a `PluginConfig`, no package, so the package travels
+    by convention: the registering plugin writes what `pm-plugins install ./PKG` would accept
+    (a package folder: the artifact and `manifest.dsse.json`; in dev mode also a plugin source
+    folder) into its own data folder (its `base_directory`, `<state root>/data/<registrar>/`)
+    at `register/<config.name>/`, then calls RegisterPlugin. The host copies it, never
+    following a symlink and within the loader's size bounds, into a folder only the host can
+    reach, verifies and installs that copy as `install ./PKG` would (no person to say yes: what
+    would need one is refused), records that this plugin registered it (plugins.lock
+    `registered_by`, shown by `status`), and starts it through the boot path. The config's
+    name must be the signed manifest's; its types may only narrow the manifest's; `privileged`
+    is refused unless an official key signed it; `static_config` (JSON) becomes the
+    plugins.json entry's `config`; `disable_autostart` leaves it stopped. A plugin may
+    unregister only plugins it registered, never a host module, nor one another plugin needs.
+    Each refusal is one sentence: PERMISSION_DENIED, INVALID_ARGUMENT, FAILED_PRECONDITION or
+    NOT_FOUND (see `PluginRegistry`).
+    """
 
     def __init__(self, backend: PluginManagerBackend, plugin_name: str) -> None:
         _check_plugin_name(plugin_name)
@@ -96,12 +151,44 @@ class PluginManagerServicer(plugins_pb2_grpc.PluginManagerServiceServicer):
     def RegisterPlugin(
         self, request: plugins_pb2.RegisterPluginRequest, context: grpc.ServicerContext
     ) -> plugins_pb2.RegisterPluginResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, _not_yet("RegisterPlugin"))
+        registry = self._registry("RegisterPlugin", context)
+        config = request.config
+        _log.info("plugin %s registers plugin %s", self._name, loggable(config.name, 256))
+        self._change(context, lambda: registry.register_plugin(self._name, config))
+        return plugins_pb2.RegisterPluginResponse()
 
     def UnregisterPlugin(
         self, request: plugins_pb2.UnregisterPluginRequest, context: grpc.ServicerContext
     ) -> plugins_pb2.UnregisterPluginResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, _not_yet("UnregisterPlugin"))
+        registry = self._registry("UnregisterPlugin", context)
+        name = self._target(request.name, "UnregisterPlugin", context)
+        _log.info("plugin %s unregisters plugin %s", self._name, loggable(name, 256))
+        self._change(context, lambda: registry.unregister_plugin(self._name, name))
+        return plugins_pb2.UnregisterPluginResponse()
+
+    def _registry(self, method: str, context: grpc.ServicerContext) -> PluginRegistry:
+        backend = self._backend
+        if not isinstance(backend, PluginRegistry):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, _not_yet(method))
+        assert isinstance(backend, PluginRegistry)  # context.abort raised otherwise
+        return backend
+
+    def _change(self, context: grpc.ServicerContext, call: Callable[[], None]) -> None:
+        """Run a registration change; a refusal is its status and one sentence, anything
+        else INTERNAL (the host's log has the traceback)."""
+        try:
+            call()
+            return
+        except Exception as exc:
+            code = next((c for kind, c in _CODES if isinstance(exc, kind)), None)
+            if code is None:
+                _log.exception("plugin %s: the plugin manager failed", self._name)
+                code, details = grpc.StatusCode.INTERNAL, "the host failed; its log says why"
+            else:
+                details = _exception_text(exc)
+        shown = loggable(details, _MAX_DETAILS)  # one line, any odd character escaped
+        _log.warning("plugin %s was refused: %s", self._name, shown)
+        context.abort(code, shown)
 
     @staticmethod
     def _target(name: str, method: str, context: grpc.ServicerContext) -> str:
