@@ -72,6 +72,7 @@ for _command in (
     cli_host.notifications,
     cli_config.config,
     cli_author.new,
+    cli_author.dev,
     cli_dashboard.dashboard,
     index_group,
 ):

@@ -43,6 +43,8 @@ def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
     if op == "enable":
         host.enable(str(req["module"]))
         return {}
+    if op == "reload":
+        return _reload(host, str(req["module"]))
     if op == "trust-changed":
         return {"stopped": host.recheck_trust()}
     if op in ("config", "config-get", "config-set", "config-reset"):
@@ -53,6 +55,16 @@ def answer(host: ReferenceHost, req: dict[str, Any]) -> Any:
         host.request_stop()
         return {}
     raise ValueError(f"unknown request {op!r}")
+
+
+def _reload(host: ReferenceHost, name: str) -> dict[str, Any]:
+    """Run a plugin again from the state root's current release (`pm-plugins dev`)."""
+    if host.registrations is None:
+        raise ValueError("this host cannot reload a plugin while it runs")
+    refused = host.registrations.reload(name)
+    row = next((m for m in host.status()["modules"] if m["name"] == name), None)
+    state = "refused" if refused else (row["state"] if row else "absent")
+    return {"state": state, "reason": refused or (row["reason"] if row else "")}
 
 
 def _config(host: ReferenceHost, op: str, req: dict[str, Any]) -> Any:

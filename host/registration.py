@@ -226,6 +226,25 @@ class Registrations:
             self._forget(name)
         log.info("plugin %s unregistered plugin %s %s", registrar, name, version)
 
+    def reload(self, name: str) -> str | None:
+        """Run plugin `name` again from what the state root holds now (a rebuilt dev build, an
+        upgrade): stop it, forget its sealed copy, plan it as boot does, start it. Returns the
+        loader's reason when it refuses what it found (the old copy is gone either way)."""
+        if not is_identifier(name) or name in CORE_MODULES:
+            raise ValueError(f"{show(name)} is not a plugin this host can reload")
+        with self._lock:
+            self._refuse_when_closed(name)
+            needing = self.host.modules.needing(name)
+            if needing:
+                raise RuntimeError(
+                    f"cannot reload {name} alone: {', '.join(needing)} needs it; restart the host"
+                )
+            self._forget(name)
+            reason = self._adopt(name)
+        if reason is None:
+            self._start(name)
+        return reason
+
     def booted(self) -> None:
         """Boot has started its modules: start what was registered meanwhile."""
         with self._boot_lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pm_plugin.scaffold import TYPES
+from tests.conftest import wait_for
 from tests.test_cli import Cli, publish
 
 
@@ -102,3 +103,62 @@ def test_a_signed_build_says_how_to_replace_the_dev_build_of_its_version(
     )
     cli("uninstall", "mine")
     cli("install", str(tmp_path / "dist" / "mine-0.1.0"))
+
+
+def test_dev_runs_a_source_folder_and_runs_it_again_on_every_change(
+    cli: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "hello"
+    cli("new", "hello", "--type", "decider", "--dir", str(src))
+    booted = subprocess.Popen(
+        cli.argv("--dev-mode", "boot"), env=cli.env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    dev: subprocess.Popen[str] | None = None
+    try:
+        assert wait_for(lambda: cli("status", ok=False).returncode == 0, timeout=20)
+        dev = subprocess.Popen(
+            cli.argv("dev", str(src), "--interval", "0.1"), env=cli.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert dev.stdout is not None
+        assert dev.stdout.readline().strip() == "[1] hello 0.1.0 (dev build): running"
+        assert query(cli, "ads.example") == "block"
+        assert query(cli, "tracker.example") == "accept"  # no decider decided: the default
+        plugin = src / "plugin"
+        plugin.write_text(plugin.read_text().replace('"ads.example."', '"tracker.example."'))
+        assert dev.stdout.readline().strip() == "[2] hello 0.1.0 (dev build): running"
+        assert query(cli, "tracker.example") == "block"
+        assert query(cli, "ads.example") == "accept"
+        plugin.write_text("#!/usr/bin/env python3\nraise SystemExit(3)\n")
+        second = dev.stdout.readline().strip()
+        assert second.startswith("[3] hello 0.1.0 (dev build): failed: ") and "code 3" in second
+    finally:
+        if dev is not None:
+            dev.terminate()
+            dev.communicate(timeout=10)
+        cli("stop", ok=False)
+        booted.communicate(timeout=20)
+
+
+def query(cli: Cli, domain: str) -> str:
+    done = cli("query", "connection", "--binary", "/usr/bin/curl", "--domain", domain)
+    return done.stdout.split()[0].rstrip(":")
+
+
+def test_dev_refuses_a_host_not_in_dev_mode(cli: Cli, tmp_path: Path) -> None:
+    cli("new", "hello", "--type", "decider", "--dir", str(tmp_path / "hello"))
+    missing = cli("dev", str(tmp_path / "hello"), "--once", ok=False)
+    assert missing.returncode == 1 and "no host is running for this state root" in missing.stderr
+    booted = subprocess.Popen(
+        cli.argv("boot"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(lambda: cli("status", ok=False).returncode == 0, timeout=20)
+        done = cli("dev", str(tmp_path / "hello"), "--once", ok=False)
+        assert done.returncode == 1
+        assert "the booted host is not in dev mode" in done.stderr
+        assert "pm-plugins --dev-mode boot" in done.stderr
+    finally:
+        cli("stop", ok=False)
+        booted.communicate(timeout=20)
