@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import face, interop, loader, registry, runtime, sandbox
+from bench import author, face, interop, loader, registry, runtime, sandbox
 from bench.common import Report, use_this_python
 
 Reports = dict[str, Report]
@@ -25,6 +25,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Reports], Report]], ...] = (
     ("loader", lambda done: loader.main()),
     ("registry", lambda done: registry.main()),
     ("sandbox", lambda done: sandbox.main()),
+    ("author", lambda done: author.main()),
     ("face", lambda done: face.main()),
 )
 
