@@ -24,7 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from index import ExpiryPolicy, IndexRepo, IndexRepoError, RoleKeys, make_server
+from index import (
+    ExpiryPolicy,
+    IndexRepo,
+    IndexRepoError,
+    PushResult,
+    RoleKeys,
+    S3Location,
+    make_server,
+    push,
+)
 from index.intake import MAX_ENVELOPE, release_from_package
 from index.paths import TOP_ROLES
 from keys import ed25519
@@ -170,18 +179,55 @@ def add_cmd(repo_dir: Path, packages: tuple[Path, ...], publisher_keys: tuple[Pa
         click.echo(f"run pm-plugins index publish --repo {repo_dir} to publish")
 
 
+def _endpoint_option(f: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "--endpoint-url",
+        default=None,
+        help="The S3 endpoint, e.g. http://127.0.0.1:7070 (default: AWS_ENDPOINT_URL or AWS).",
+    )(f)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _said_push(result: PushResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+        return
+    for key in result.uploaded if result.dry_run else ():
+        click.echo(f"would upload {key}")
+    verb = "would upload" if result.dry_run else "uploaded"
+    click.echo(
+        f"{result.to}: {verb} {len(result.uploaded)} object(s), {result.bytes} bytes;"
+        f" {result.skipped} already there; timestamp v{result.timestamp_version}"
+    )
+
+
 @index.command("publish")
 @_repo_option
 @click.option("--hash-bins", type=int, default=None, help="Move targets into N hash bins first.")
+@click.option("--to", default=None, metavar="s3://BUCKET/PREFIX", help="Then push it there.")
+@_endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def publish_cmd(repo_dir: Path, hash_bins: int | None, as_json: bool) -> None:
-    """Sign what changed, then snapshot and timestamp; write DIR/published."""
-    with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
-        if hash_bins is not None:
-            repo.set_hash_bins(hash_bins)
-        result = repo.publish()
+def publish_cmd(
+    repo_dir: Path, hash_bins: int | None, to: str | None, endpoint_url: str | None, as_json: bool
+) -> None:
+    """Sign what changed, then snapshot and timestamp; write DIR/published (and push it)."""
+    with _refusals():
+        where = S3Location.parse(to) if to is not None else None
+        with IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
+            if hash_bins is not None:
+                repo.set_hash_bins(hash_bins)
+            result = repo.publish()
+            pushed = None
+            if where is not None:  # still holding the lock: the folder is as published
+                pushed = push(
+                    repo.published_dir, where, endpoint_url=endpoint_url, progress=_progress
+                )
     if as_json:
-        click.echo(json.dumps(result.__dict__, sort_keys=True))
+        extra = {"push": pushed.to_json()} if pushed else {}
+        click.echo(json.dumps({**result.__dict__, **extra}, sort_keys=True))
         return
     bins = {r: v for r, v in result.signed.items() if r.startswith("bin-")}
     named = [f"{role} v{v}" for role, v in result.signed.items() if role not in bins]
@@ -197,6 +243,37 @@ def publish_cmd(repo_dir: Path, hash_bins: int | None, as_json: bool) -> None:
     click.echo(f"signed: {signed}" if signed else "no role besides root changed")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if pushed:
+        _said_push(pushed, False)
+
+
+@index.command("push")
+@_repo_option
+@click.option("--to", required=True, metavar="s3://BUCKET/PREFIX", help="Where to upload.")
+@_endpoint_option
+@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
+@click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def push_cmd(
+    repo_dir: Path, to: str, endpoint_url: str | None, dry_run: bool, jobs: int, as_json: bool
+) -> None:
+    """Upload DIR/published to S3-compatible storage, timestamp.json last (e.g. from cron).
+
+    Credentials and region come from the standard AWS settings (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION; us-east-1 if none).
+    """
+    with _refusals():
+        where = S3Location.parse(to)
+        with IndexRepo.open(repo_dir) as repo:  # held: no publish changes the folder meanwhile
+            result = push(
+                repo.published_dir,
+                where,
+                endpoint_url=endpoint_url,
+                dry_run=dry_run,
+                jobs=jobs,
+                progress=_progress,
+            )
+    _said_push(result, as_json)
 
 
 @index.command("timestamp")

@@ -16,10 +16,13 @@ code lives here.
 - :mod:`index.keyring`: the repository's encrypted keys as TUF keys and signers;
 - :mod:`index.publish`: writing ``published/`` so readers never see half an index;
 - :mod:`index.serve`: a loopback static HTTP server for the published folder;
+- :mod:`index.push`: uploading the published folder to S3-compatible object storage in an
+  order no reader notices (boto3, imported only when a push runs);
 - :mod:`index.errors`: :class:`IndexRepoError`, the one-sentence refusal.
 """
 
 from index.errors import IndexRepoError
+from index.push import PushResult, S3Location, push
 from index.repository import (
     AddedRelease,
     Delegation,
@@ -38,8 +41,11 @@ __all__ = [
     "IndexRepo",
     "IndexRepoError",
     "PublishResult",
+    "PushResult",
     "ReleaseInfo",
     "RoleKeys",
+    "S3Location",
     "StaticServer",
     "make_server",
+    "push",
 ]
