@@ -15,11 +15,9 @@ than ours, is a refusal (another index was pushed there, or readers would be rol
 Nothing is deleted: old versions stay for readers in the middle of a refresh.
 
 Cache-Control: versioned files and targets ``public, max-age=31536000, immutable``;
-``timestamp.json`` and ``root.json`` ``no-cache`` (a CDN keeps them but asks the bucket each
-time): with a ``max-age``, two CDN edges could serve timestamps of different ages, and TUF
-refuses a timestamp older than one it has seen. A key with a ``+`` (a PEP 440 local
-version) is also uploaded with a space in its place: Amazon S3 reads ``+`` in a URL path as
-a space, and the client does not encode it.
+``timestamp.json`` and ``root.json`` ``no-cache`` (with a max-age two CDN edges could serve
+timestamps of different ages, and TUF refuses one older than one it saw). A key with ``+``
+is also uploaded with a space for it (Amazon S3 reads ``+`` in a URL path as a space).
 """
 
 from __future__ import annotations
@@ -210,8 +208,13 @@ def _check_complete(found: list[_Object]) -> None:
 def make_client(endpoint_url: str | None = None) -> S3Client:
     """An S3 client from the standard AWS settings (credentials, ``AWS_ENDPOINT_URL``, region;
     us-east-1 if none); path-style addressing when the endpoint is not Amazon's."""
-    import boto3
-    from botocore.config import Config
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise IndexRepoError(
+            "pushing to S3 needs boto3, which is not installed: pip install 'pm-plugins[s3]'"
+        ) from None
 
     if endpoint_url is not None and not _ENDPOINT.fullmatch(endpoint_url):
         raise IndexRepoError(f"--endpoint-url {show(endpoint_url)} is not like http://HOST:PORT")
