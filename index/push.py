@@ -7,7 +7,6 @@ Why it exists: a registry is often served from an object store (S3, R2, MinIO, v
 (``N.root.json``, ``N.targets.json``, ``N.<role>.json``), ``N.snapshot.json``, ``root.json``
 and ``timestamp.json`` last; readers see the previous index until that last object lands.
 A failed upload stops there, with a refusal naming the object and what the server said.
-
 Objects the bucket holds with the same bytes (size and MD5 ETag, or the ``sha256`` we store
 in their metadata) are skipped; a differing target is uploaded again (its name says what it
 must hold); a differing *versioned metadata file*, or a bucket ``timestamp.json`` not older
