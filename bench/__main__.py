@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bench import author, face, interop, loader, registry, runtime, sandbox
+from bench import author, face, interop, loader, registry, registry_load, runtime, sandbox
 from bench.common import Report, use_this_python
 
 Reports = dict[str, Report]
@@ -24,6 +24,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Reports], Report]], ...] = (
     ("interop", lambda done: interop.main(done.get("runtime"))),
     ("loader", lambda done: loader.main()),
     ("registry", lambda done: registry.main()),
+    ("registry_load", lambda done: registry_load.main()),
     ("sandbox", lambda done: sandbox.main()),
     ("author", lambda done: author.main()),
     ("face", lambda done: face.main()),
