@@ -6,8 +6,9 @@ JSON routes and one Server-Sent Events stream for one person's browser on the sa
 so it needs no framework, and a new dependency in a host that runs as its owner (often as
 root) would need reasons it does not have. Every security check is explicit code in
 `dashboard.guard`; this module routes. `ThreadingHTTPServer` gives each connection a thread
-(the live stream holds one); a client must send its request within 10 s, bodies are at most
-64 KiB, and at most 8 live streams are open at once.
+(the live stream holds one), at most 64 connections at once (more are closed as they come); a
+client must send its whole request (line, headers, body) within 10 s, however slowly it
+trickles, bodies are at most 64 KiB, and at most 8 live streams are open at once.
 
 Nothing here logs a request line: the page's URL holds the token.
 """
@@ -19,6 +20,7 @@ import html
 import json
 import logging
 import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +46,8 @@ STATIC = {
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 MAX_STREAMS = 8
+#: Connections served at once: each holds a thread, and anyone on this machine can connect.
+MAX_CONNECTIONS = 64
 KEEPALIVE = 15.0  # seconds between comments on an idle live stream
 
 
@@ -93,8 +97,35 @@ class DashboardServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them: a local user who opens
+    hundreds of idle connections holds that many threads, no more (the rest are closed)."""
+
     daemon_threads = True
     app: DashboardServer
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection cut at its deadline, or reset by its client: not worth a traceback."""
+        log.debug("dashboard: a connection ended in an error", exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -113,6 +144,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(self.command)
 
     do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_OTHER
+
+    def handle_one_request(self) -> None:
+        """One request, which must arrive whole (line, headers, body) within `timeout`
+        seconds: the socket's timeout is per read, so a client trickling a byte at a time
+        would otherwise hold its connection (and thread) for ever."""
+        self._late = False
+        self._deadline = threading.Timer(self.timeout, self._too_late)
+        self._deadline.daemon = True
+        self._deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._deadline.cancel()
+
+    def _too_late(self) -> None:
+        self._late = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        return super().parse_request() and not self._late
 
     def end_headers(self) -> None:
         """Every answer, errors of `http.server` itself included, carries the headers."""
@@ -176,7 +228,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers["Content-Length"])  # the guard checked it
         try:
-            body = json.loads(self.rfile.read(min(length, MAX_BODY)))
+            data = self.rfile.read(min(length, MAX_BODY))
+            self._deadline.cancel()  # the request is in; the route may take its time
+            if self._late:  # cut at its deadline: what came is not the whole body
+                return
+            body = json.loads(data)
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
             result = route(self.server.app.backend, body)
@@ -193,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _events(self) -> None:
         """The live stream: the whole snapshot at once, then again on every change."""
         app = self.server.app
+        self._deadline.cancel()  # the stream lasts; each write still has `timeout`
         if not app.streams.acquire(blocking=False):
             self._send_json(503, {"error": f"at most {MAX_STREAMS} pages may watch at once"})
             return

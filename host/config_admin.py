@@ -111,7 +111,10 @@ class ConfigAdmin:
     def resolve(self, key: str) -> str:
         """The full key `key` names; LookupError when no registered option has it."""
         keys = set(self._store.registered_keys())
-        for full in (key, f"plugins/{key}"):
+        # A key naming `plugins/...` is a full key only: as a short key it would reach the
+        # plugin called "plugins" (plugins/plugins/...), which may have squatted on it.
+        short: tuple[str, ...] = () if key.startswith("plugins/") else (f"plugins/{key}",)
+        for full in (key, *short):
             if full in keys:
                 return full
         raise LookupError(

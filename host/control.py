@@ -26,6 +26,10 @@ from loader.errors import LoaderError
 log = logging.getLogger("pm_plugins.control")
 
 MAX_REQUEST = 64 * 1024
+#: The longest answer a client reads. What plugins make the host hold is bounded per plugin,
+#: not in all: one plugin's config options alone list as ~10 MiB of JSON (control characters
+#: escaped), so a smaller bound would let one plugin hide everyone's options from the person.
+MAX_REPLY = 256 << 20
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, NUL included
 Handler = Callable[[dict[str, Any]], Any]
 #: `plugin_of(pid)`: the plugin a process belongs to, None when it belongs to none.
@@ -113,7 +117,7 @@ class ControlServer:
             conn.settimeout(30)
             try:
                 refusal = self._refusal(*peer_credentials(conn)[:2])
-                line = b"" if refusal else _read_line(conn)
+                line = b"" if refusal else _read_line(conn, MAX_REQUEST * 16)
             except (OSError, ValueError):
                 return  # the peer went away or sent too much: nobody to answer
             reply = {"ok": False, "error": refusal} if refusal else self._result(line)
@@ -165,7 +169,7 @@ def request(path: Path, op: str, timeout: float = 30.0, **args: Any) -> Any:
         except PermissionError as err:
             raise ControlError(f"{path} belongs to another user") from err
         sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
-        line = _read_line(sock)
+        line = _read_line(sock, MAX_REPLY)
     except (OSError, ValueError) as err:
         raise ControlError(f"the host at {path} did not answer ({err})") from err
     finally:
@@ -179,16 +183,16 @@ def request(path: Path, op: str, timeout: float = 30.0, **args: Any) -> Any:
     return reply.get("result")
 
 
-def _read_line(sock: socket.socket) -> bytes:
-    data = b""
+def _read_line(sock: socket.socket, limit: int) -> bytes:
+    data = bytearray()  # appended in place: a long answer is read in linear time
     while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
+        chunk = sock.recv(1 << 20)
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_REQUEST * 16:
+        if len(data) > limit:
             raise ValueError("the message is too large")
-    return data
+    return bytes(data)
 
 
 def _sentence(err: Exception) -> str:

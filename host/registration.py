@@ -269,7 +269,8 @@ class Registrations:
 
     def _adopt(self, name: str) -> str | None:
         """Plan the new plugin as boot does and register it as a module; the loader's reason
-        when it refuses it (then the host holds nothing of it)."""
+        when it refuses it (then the host holds only its refused row for `status`, as boot
+        does; a refused registration takes even that back)."""
         host = self.host
         try:
             trust = TrustStore.load(host.home.trust_store)
@@ -281,9 +282,10 @@ class Registrations:
             plan = BootPlan([], error=str(err))
         row = next((r for r in plan.plugins if r.name == name), None)
         reason = plan.error or (row.reason if row is not None else "it is not in plugins.json")
-        if row is not None and row.runs:
+        if row is not None:  # refused too: `status` shows it refused and why, as boot does
             host._rows[name] = row
             host.plan.plugins = [*host.plan.plugins, row]
+        if row is not None and row.runs:
             host._register_plugin(row)  # seals the verified bytes; a module unless refused
             if any(m.name == name for m in host.modules.modules()):
                 return None

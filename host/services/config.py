@@ -164,9 +164,9 @@ class ConfigStore:
     def register_option(self, full_key: str, option: config_pb2.Option, owner: str) -> None:
         """Register (or, by the same owner, re-register) an option under `full_key`.
 
-        A value already set is kept. Raises ValueError if another owner holds the key, and
-        LimitError (a ValueError) when a plugin would hold more options or option bytes than
-        its bound.
+        A value already set is kept unless the option's type changed. Raises ValueError if
+        another owner holds the key, and LimitError (a ValueError) when a plugin would hold
+        more options or option bytes than its bound.
         """
         if not full_key:
             raise ValueError("a config option needs a non-empty key")
@@ -185,6 +185,8 @@ class ConfigStore:
                 self._entries[full_key] = _Entry(stored, owner, saved)
                 return
             before = entry.effective()
+            if entry.option.option_type != stored.option_type:
+                entry.value = None  # a value set for the old type is not one of the new
             entry.option = stored
             changed = entry.effective() != before
             if changed:
