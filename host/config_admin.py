@@ -12,6 +12,7 @@ restarted host gives each option its saved value as the plugin registers it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,15 @@ def to_value(plain: Any, type_: str) -> config_pb2.Value:
 class ConfigAdmin:
     """What a person can do with the registered options of one running host."""
 
-    def __init__(self, store: ConfigStore, saved_path: Path) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        saved_path: Path,
+        signers_of: Callable[[str], tuple[str, ...]] = lambda owner: (),
+    ) -> None:
         self._store = store
         self._path = saved_path
+        self._signers_of = signers_of  # the key ids that signed a plugin's running release
         try:
             self._saved = read_values(saved_path)
         except ConfigValuesError as err:
@@ -91,6 +98,13 @@ class ConfigAdmin:
             log.warning(
                 "the saved value of %s is a %s, but the option is now a %s; its default applies",
                 key, saved.type, type_name(option),
+            )  # fmt: skip
+            return None
+        owner = key.split("/")[1] if key.startswith("plugins/") else ""
+        if owner and not saved.fits(self._signers_of(owner)):
+            log.warning(
+                "the saved value of %s was set for a release of %s signed by other keys; "
+                "its default applies", key, owner,
             )  # fmt: skip
             return None
         return to_value(saved.value, saved.type)
@@ -129,8 +143,12 @@ class ConfigAdmin:
             check_plain(plain, type_, full)
         except ConfigValuesError as err:
             raise ValueError(str(err)) from err
-        save_value(self._path, full, SavedValue(type_, plain))
-        self._saved[full] = SavedValue(type_, plain)
+        owner = current["plugin"]
+        saved = SavedValue(
+            type_, plain, self._signers_of(owner) if full.startswith("plugins/") else ()
+        )
+        save_value(self._path, full, saved)
+        self._saved[full] = saved
         self._store.set(full, to_value(plain, type_))
         log.info("config %s set by the host's user", full)
         return self.option(full)

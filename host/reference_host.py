@@ -107,7 +107,7 @@ class ReferenceHost:
         if self.plugins.on_state is None:
             self.plugins.on_state = self._on_plugin_state
         self.plugins.admit = self._admit  # every start and restart re-checks the signers
-        self.config = ConfigAdmin(self.plugins.services.config, home.config_values)
+        self.config = ConfigAdmin(self.plugins.services.config, home.config_values, self._signers)
         self.modules = RuntimeModules()
         self.core = {name: _CoreModule(name) for name in CORE_MODULES}
         self.plan = BootPlan([])
@@ -245,6 +245,11 @@ class ReferenceHost:
         return signer_refusal(
             name, row.verdict, self.trust, threshold=self.threshold, dev_mode=self.dev_mode
         )
+
+    def _signers(self, name: str) -> tuple[str, ...]:
+        """The trusted keys that verified plugin `name`'s running release (none: unsigned)."""
+        row = self._rows.get(name)
+        return row.key_ids if row is not None else ()
 
     def recheck_trust(self) -> list[str]:
         """After `keys revoke` or `untrust`: stop every plugin no longer signed by enough

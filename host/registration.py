@@ -320,6 +320,7 @@ class Registrations:
             host.modules.unregister(name)
         with contextlib.suppress(LookupError):
             host.plugins.remove(name)
+        host.plugins.services.config.forget_owner(name)  # its options go with it
         sealed = host._sealed.pop(name, None)
         if sealed is not None:
             sealed.close()

@@ -7,7 +7,8 @@ a strict read, and atomic read-modify-write changes under a lock of their own, s
 host and the command line can both change it.
 
     {"format": 1, "values": {"plugins/allowlist/rules": {"type": "string_array",
-                                                         "value": ["example.org"]}}}
+                                                         "value": ["example.org"],
+                                                         "signers": ["<key id>"]}}}
 
 A value is plain JSON of its option's type: "string", "string_array", "int", "bool", or
 "any" (a JSON string, list of strings, integer or boolean).
@@ -43,10 +44,17 @@ class ConfigValuesError(LoaderError):
 
 @dataclass(frozen=True)
 class SavedValue:
-    """One value a person set: its option's type and the plain JSON value."""
+    """One value a person set: its option's type, the plain JSON value, and the key ids that
+    signed the plugin's release when it was set (empty: an unsigned build, or the host's)."""
 
     type: str
     value: Any
+    signers: tuple[str, ...] = ()
+
+    def fits(self, signers: tuple[str, ...]) -> bool:
+        """Whether a release signed by `signers` may receive this value: one key in common,
+        or both unsigned. A plugin of the same name by another publisher gets its default."""
+        return bool(set(self.signers) & set(signers)) or not (self.signers or signers)
 
 
 def check_plain(value: Any, type_name: str, key: str) -> Any:
@@ -100,7 +108,11 @@ def read_values(path: Path) -> dict[str, SavedValue]:
             type_name = strict_json.require(item, "type", str, where=where)
             if "value" not in item:
                 raise ConfigValuesError(f'{where}: missing field "value"')
-            saved[key] = SavedValue(type_name, check_plain(item["value"], type_name, key))
+            signers = strict_json.optional(item, "signers", list, [], where=where)
+            if not all(isinstance(k, str) for k in signers):
+                raise ConfigValuesError(f'{where}: "signers" must be a list of key ids')
+            value = check_plain(item["value"], type_name, key)
+            saved[key] = SavedValue(type_name, value, tuple(signers))
         return saved
     except StrictJSONError as err:
         raise ConfigValuesError(str(err)) from err
@@ -109,9 +121,16 @@ def read_values(path: Path) -> dict[str, SavedValue]:
 def _dumps(values: dict[str, SavedValue]) -> bytes:
     doc = {
         "format": FORMAT,
-        "values": {k: {"type": v.type, "value": v.value} for k, v in sorted(values.items())},
+        "values": {k: _entry(v) for k, v in sorted(values.items())},
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _entry(saved: SavedValue) -> dict[str, Any]:
+    entry: dict[str, Any] = {"type": saved.type, "value": saved.value}
+    if saved.signers:
+        entry["signers"] = list(saved.signers)
+    return entry
 
 
 @contextlib.contextmanager
@@ -147,7 +166,8 @@ def save_value(path: Path, key: str, saved: SavedValue | None) -> None:
         if saved is None:
             values.pop(key, None)
         else:
-            values[key] = SavedValue(saved.type, check_plain(saved.value, saved.type, key))
+            check_plain(saved.value, saved.type, key)
+            values[key] = saved
 
     change_values(path, edit)
 

@@ -116,8 +116,9 @@ def test_values_survive_a_restart_and_uninstall_unless_purged(
     cli: Cli, allowlist: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     cli("config", "set", RULES, "/usr/bin/wget example.net.")
-    saved = read_values(cli.home / "config.json")
-    assert saved == {RULES: SavedValue("string_array", ["/usr/bin/wget example.net."])}
+    (saved,) = read_values(cli.home / "config.json").values()
+    kid = json.loads(cli("keys", "list", "--json").stdout)["trusted"][0]["key_id"]
+    assert saved == SavedValue("string_array", ["/usr/bin/wget example.net."], (kid,))
     assert (cli.home / "config.json").stat().st_mode & 0o777 == 0o600
     stop(cli, allowlist)
 

@@ -284,11 +284,6 @@ def test_an_option_registered_again_with_another_type_loses_the_value_set_for_th
     assert (shown["type"], shown["value"], shown["set"]) == ("string", "text", False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="saved values and the data folder are kept by plugin NAME, not bound to its signers:"
-    " a reinstall under the same name by another publisher receives what the person set",
-)
 def test_a_value_a_person_set_does_not_reach_a_plugin_of_the_same_name_by_another_signer(
     home: Home, publisher: Publisher, root: Path
 ) -> None:

@@ -250,6 +250,13 @@ class ConfigStore:
             self._subscriptions.add(subscription)
         return subscription
 
+    def forget_owner(self, owner: str) -> None:
+        """Drop every option `owner` registered (its plugin was unregistered or is reloaded):
+        a plugin registering them again gets the saved values its signers may have."""
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.owner == owner]:
+                del self._entries[key]
+
     def options(self) -> list[tuple[config_pb2.Option, str, config_pb2.Value | None]]:
         """Copies of every registered option with its owner and the value set (None: the
         default applies), sorted by key."""
@@ -275,7 +282,11 @@ class ConfigStore:
         for subscription in self._subscriptions:
             if changed_key in subscription.keys:
                 subscription._offer(
-                    [(key, self._entries[key].effective()) for key in subscription.keys]
+                    [
+                        (key, self._entries[key].effective())
+                        for key in subscription.keys
+                        if key in self._entries  # an option whose plugin went away
+                    ]
                 )
 
     def _tell_listeners(self, owner: str, full_key: str) -> None:
