@@ -98,3 +98,25 @@ def test_something_that_is_not_a_plugin_is_refused_in_one_sentence(tmp_path: Pat
     with pytest.raises(PluginStartError) as err:
         PluginUnderTest(script).start()
     assert str(err.value) == "the plugin exited with code 4; it said:\nhello, I am not a plugin"
+
+
+EARLY = """\
+#!{python}
+import pm_plugin
+
+pm_plugin.on_init(lambda: pm_plugin.notify("Hello", "from on_init"))
+pm_plugin.register_decider(lambda conn: pm_plugin.Verdict.UNDECIDED)
+pm_plugin.serve()
+"""
+
+
+def test_a_notification_shown_before_the_test_asks_is_still_the_next(tmp_path: Path) -> None:
+    script = tmp_path / "early.py"
+    script.write_text(EARLY.format(python=sys.executable))
+    script.chmod(0o755)
+    with PluginUnderTest(script, name="early") as plugin:
+        assert plugin.notifications.wait(1, 5)  # shown already
+        first = plugin.next_notification()
+        assert (first.title, first.message) == ("Hello", "from on_init")
+        with pytest.raises(AssertionError, match=r"showed no notification in 0\.2 s"):
+            plugin.next_notification(timeout=0.2)

@@ -130,6 +130,7 @@ class PluginUnderTest:
         self.notifications = Notifications()
         self.cache = DecisionCache()
         self.output: list[str] = []
+        self._notifications_taken = 0
         self._broker: queue.SimpleQueue[grpc_broker_pb2.ConnInfo | None] = queue.SimpleQueue()
         self._server: grpc.Server | None = None
         self._channel: grpc.Channel | None = None
@@ -317,10 +318,12 @@ class PluginUnderTest:
         return self.config.watched()
 
     def next_notification(self, timeout: float = 5.0) -> Notification:
-        """Wait for the plugin's next notification."""
-        count = len(self.notifications.shown) + 1
+        """The plugin's next notification this method has not returned yet (one shown
+        before the call included), waiting up to `timeout` for it."""
+        count = self._notifications_taken + 1
         if not self.notifications.wait(count, timeout):
             raise AssertionError(f"plugin {self.name} showed no notification in {timeout:g} s")
+        self._notifications_taken = count
         return self.notifications.shown[count - 1]
 
     def answer(self, notification: Notification | str, action: str) -> None:
