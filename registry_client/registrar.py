@@ -54,7 +54,7 @@ from registry_client.installer import install_many, read_package, uninstall
 from registry_client.reading import InstallError, Release
 from registry_client.replacing import Permission, ReplaceRefused
 
-__all__ = ["MAX_PLUGINS_JSON_BYTES", "MAX_REGISTERED", "Registrar"]
+__all__ = ["MAX_CONFIG_PER_REGISTRAR", "MAX_PLUGINS_JSON_BYTES", "MAX_REGISTERED", "Registrar"]
 
 #: The most installed plugins one plugin may have registered at a time.
 MAX_REGISTERED = 32
@@ -62,6 +62,9 @@ MAX_REGISTERED = 32
 #: The largest plugins.json a registration may leave: half of what the loader reads, so that
 #: registrations can never make the file unreadable (which would boot no plugin at all).
 MAX_PLUGINS_JSON_BYTES = DEFAULT_MAX_BYTES // 2
+#: One registrar's share of that: the static config of all it registered, checked before an
+#: install, so one plugin cannot fill what every registrar may use (eight such would).
+MAX_CONFIG_PER_REGISTRAR = MAX_PLUGINS_JSON_BYTES // 8
 
 _TERMINAL = "a plugin cannot answer for a person: run `pm-plugins install` from a terminal instead"
 
@@ -82,7 +85,7 @@ class Registrar:
             raise PermissionError(f"refusing to register {name}: it has the name of a host module")
         release = self._verified(package, name)
         _check_request(release, entry, dev_mode=self.dev_mode)
-        self._refuse_taken(registrar, name)
+        self._refuse_taken(registrar, name, len(entry.config))
         try:
             (result,) = install_many(self.home, [release], consent=None, allowed=Permission())
         except (CapabilityRefused, ReplaceRefused) as err:
@@ -135,10 +138,24 @@ class Registrar:
             shown = shown.removeprefix("refusing to install ")
             raise PermissionError(f"refusing to register {name}: {shown}") from err
 
-    def _refuse_taken(self, registrar: str, name: str) -> None:
+    def _refuse_taken(self, registrar: str, name: str, config_bytes: int = 0) -> None:
+        """Refuse, before anything is installed, a name already taken, a registrar at its
+        count, or one whose registrations' static config would pass its own share."""
         with reading(self.home):
             locked = read_lock(self.home.lock_file)
-            configured = any(e.name == name for e in read_plugins_json(self.home.plugins_json))
+            entries = read_plugins_json(self.home.plugins_json)
+            configured = any(e.name == name for e in entries)
+        mine = sum(
+            len(e.config)
+            for e in entries
+            if getattr(locked.get(e.name), "registered_by", None) == registrar
+        )
+        if mine + config_bytes > MAX_CONFIG_PER_REGISTRAR:
+            raise RuntimeError(
+                f"refusing to register {name}: the static config of what plugin {registrar} "
+                f"registered would pass {MAX_CONFIG_PER_REGISTRAR} bytes, its share of "
+                "plugins.json; unregister one first"
+            )
         if name in locked or configured:
             what = "installed" if name in locked else "configured in plugins.json"
             raise RuntimeError(

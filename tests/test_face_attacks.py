@@ -483,41 +483,27 @@ def test_each_registrar_holds_its_own_bound_and_one_at_its_bound_stops_no_other(
     assert read_lock(home.lock_file)["extra"].registered_by == "other"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registrations share one plugins.json budget (half the loader's 1 MiB) and one "
-    "registrar's 32 registrations of 16 KiB static config fill it: every other registrar is "
-    "then refused",
-)
 def test_one_registrar_cannot_use_up_what_every_registrar_may_register(
     home: Home, booted: Running, publisher: Publisher, root: Path
 ) -> None:
-    """A privileged `hog` registers with the largest static config it may, and sizes its last
-    one to what is left of plugins.json's budget for registrations: another privileged
-    plugin must still be able to register one plugin."""
-
-    def hog(i: int, pad: int) -> None:
-        config = json.dumps({"pad": "x" * pad}, separators=(",", ":")).encode()
-        register(booted.host, f"hog{i}", registrar="hog", disable_autostart=True,
-                 static_config=config)  # fmt: skip
-
-    most = MAX_STATIC_CONFIG_BYTES - len(b'{"pad":""}')
+    """A privileged `hog` registers with the largest static config it may until it is
+    refused, before anything is installed: another privileged plugin can still register."""
+    config = json.dumps({"pad": "x" * (MAX_STATIC_CONFIG_BYTES - 16)}).encode()
     home.plugins_json.write_text("[]")
+    refused = None
     for i in range(MAX_REGISTERED):
         put(home, package(root, publisher, f"hog{i}"), f"hog{i}", registrar="hog")
-        size = len(home.plugins_json.read_bytes())
         try:
-            hog(i, most)
-            overhead = len(home.plugins_json.read_bytes()) - size - most
-        except RuntimeError as err:  # the last one: just what is left
-            assert "plugins.json would grow past" in str(err)
-            pad = MAX_PLUGINS_JSON_BYTES - size - overhead
-            while True:
-                with contextlib.suppress(RuntimeError):
-                    hog(i, pad)
-                    break
-                pad -= 4
+            register(booted.host, f"hog{i}", registrar="hog", disable_autostart=True,
+                     static_config=config)  # fmt: skip
+        except RuntimeError as err:
+            refused = (i, str(err))
             break
+    assert refused is not None, "the hog registered everything it asked for"
+    i, said = refused
+    assert "the static config of what plugin hog registered would pass" in said
+    assert f"hog{i}" not in read_lock(home.lock_file)  # refused before it was installed
+    assert i * MAX_STATIC_CONFIG_BYTES <= MAX_PLUGINS_JSON_BYTES // 4
     put(home, package(root, publisher), registrar="other")
     register(booted.host, registrar="other", disable_autostart=True)
     assert read_lock(home.lock_file)["extra"].registered_by == "other"
