@@ -1,4 +1,7 @@
-"""`pm-plugins search | info`: what the registries offer, and what of it is installed."""
+"""`pm-plugins search | info`: what the registries offer, and what of it is installed.
+
+A yanked release is shown by `info` with its reason and is never the "newest" of `search` or
+`info` while the plugin has a release that is not yanked."""
 
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def search(ctx: Context, text: str, as_json: bool) -> None:
     newest: dict[str, tuple[str, Release]] = {}
     for registry, release in found:
         seen = newest.get(release.name)
-        if seen is None or _version(release.version) > _version(seen[1].version):
+        if seen is None or _rank(release) > _rank(seen[1]):
             newest[release.name] = (registry, release)
     data: list[dict[str, Any]] = [
         {
@@ -51,6 +54,11 @@ def search(ctx: Context, text: str, as_json: bool) -> None:
         as_json,
         table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
     )
+
+
+def _rank(release: Release) -> tuple[bool, Version]:
+    """Newest first, a release that is not yanked before any yanked one."""
+    return not release.yanked, _version(release.version)
 
 
 def _version(text: str) -> Version:
@@ -75,7 +83,7 @@ def info(ctx: Context, name: str, as_json: bool) -> None:
                 break
         if not found:
             raise click.ClickException(f"no plugin named {name} is in any configured registry")
-        found.sort(key=lambda x: _version(x[1].version), reverse=True)
+        found.sort(key=lambda x: _rank(x[1]), reverse=True)
         trust = ctx.trust()
         facts = index_manifest(*found[0], trust)
         newest = facts.capabilities if facts else None
@@ -109,6 +117,8 @@ def _release_json(registry: str, r: Release) -> dict[str, Any]:
         "sha256": r.artifact.sha256,
         "registry": registry,
         "capabilities": None,
+        "yanked": r.yanked,
+        "yanked_reason": r.yanked_reason,
     }
 
 
@@ -131,6 +141,14 @@ def _signed_by(signers: list[dict[str, Any]]) -> str:
     return ", ".join(f"{s['key_id'][:12]}... ({s['level']})" for s in signers)
 
 
+def _listed(entry: dict[str, Any]) -> str:
+    """`1.2.0 (any)`, or `1.2.0 (any) (yanked: reason)`."""
+    text = f"{entry['version']} ({entry['platform']})"
+    if entry["yanked"]:
+        text += f" (yanked: {entry['yanked_reason'] or 'no reason given'})"
+    return text
+
+
 def _info_lines(
     data: list[dict[str, Any]],
     newest: Capabilities | None,
@@ -145,6 +163,8 @@ def _info_lines(
         f"requires: host {', '.join(top['requires']['host']) or '-'}; plugins "
         + (", ".join(f"{k}{v}" for k, v in top["requires"]["plugins"].items()) or "-"),
     ]
+    if top["yanked"]:
+        lines.append(f"every release is yanked; newest: {_listed(top)}")
     if newest is None:
         lines.append(f"newest release {top['version']}: its manifest cannot be read")
     else:
@@ -157,5 +177,5 @@ def _info_lines(
             lines.append(f"installed: {version} (unsigned: it declares no capabilities)")
         else:
             lines += [f"installed: {version}", *may(caps)]
-    lines.append("releases: " + ", ".join(f"{d['version']} ({d['platform']})" for d in data))
+    lines.append("releases: " + ", ".join(_listed(d) for d in data))
     return lines

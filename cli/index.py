@@ -5,8 +5,8 @@
 options, calls the library, prints one or two plain lines, and turns every refusal into one
 sentence and a non-zero exit.
 
-Keys are encrypted with the passphrase in ``PM_PLUGINS_KEY_PASSPHRASE`` (publisher keys
-given with ``--publisher-key`` too).
+Each role's keys have their own passphrase (``cli.passphrases``); publisher keys given
+with ``--publisher-key`` are opened with ``PM_PLUGINS_KEY_PASSPHRASE``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from cli.passphrases import Passphrases, role_passphrases
 from index import (
     ExpiryPolicy,
     IndexRepo,
@@ -45,6 +46,7 @@ from registry_client.tuf_client import RegistryError
 __all__ = ["index"]
 
 T = TypeVar("T")
+_DIR = click.Path(file_okay=False, path_type=Path)
 
 
 @contextmanager
@@ -56,8 +58,8 @@ def _refusals() -> Iterator[None]:
         raise click.ClickException(str(e)) from e
 
 
-def _passphrase() -> bytes | None:
-    return ed25519.passphrase_from_env()
+def _passphrase() -> Passphrases:
+    return role_passphrases()
 
 
 def _repo_option(f: Callable[..., T]) -> Callable[..., T]:
@@ -85,7 +87,7 @@ def _pairs(values: Sequence[str], what: str) -> dict[str, int]:
 
 
 def _load_private(path: Path) -> Ed25519PrivateKey:
-    return ed25519.load_private_key(path, _passphrase())
+    return ed25519.load_private_key(path, ed25519.passphrase_from_env())
 
 
 def _public_key(text: str) -> Ed25519PublicKey:
@@ -128,12 +130,16 @@ def index() -> None:
     "--expires", "expires", multiple=True, metavar="ROLE=DAYS", help="Expiry policy (days)."
 )
 @click.option("--hash-bins", type=int, default=0, help="Hold targets in N hash bins.")
+@click.option("--offline-root", type=_DIR, help="Write the root keys to DIR, not the repo.")
+@click.option("--offline-targets", type=_DIR, help="Write the targets keys to DIR, not the repo.")
 def init_cmd(
     repo_dir: Path,
     key_counts: tuple[str, ...],
     thresholds: tuple[str, ...],
     expires: tuple[str, ...],
     hash_bins: int,
+    offline_root: Path | None,
+    offline_targets: Path | None,
 ) -> None:
     """Create a repository: keys for root, targets, snapshot and timestamp, root v1."""
     counts = _pairs(key_counts, "--keys")
@@ -146,7 +152,12 @@ def init_cmd(
             roles[role] = RoleKeys(keys=counts.get(role, max(threshold, 1)), threshold=threshold)
         policy = ExpiryPolicy(**{**ExpiryPolicy().to_json(), **days})
         with IndexRepo.init(
-            repo_dir, passphrase=_passphrase(), roles=roles, expiry=policy, hash_bins=hash_bins
+            repo_dir,
+            passphrase=_passphrase(),
+            roles=roles,
+            expiry=policy,
+            hash_bins=hash_bins,
+            offline={"root": offline_root, "targets": offline_targets},
         ) as repo:
             bins = f", {repo.hash_bins()} hash bins" if hash_bins else ""
         described = ", ".join(
@@ -291,13 +302,18 @@ def timestamp_cmd(repo_dir: Path) -> None:
 @click.argument("role", type=click.Choice(TOP_ROLES))
 @click.option("--keys", "count", type=int, default=None, help="New number of keys.")
 @click.option("--threshold", type=int, default=None, help="New threshold.")
-def rotate_cmd(repo_dir: Path, role: str, count: int | None, threshold: int | None) -> None:
+@click.option("--keys-dir", type=_DIR, help="Write the new keys to DIR (offline).")
+def rotate_cmd(
+    repo_dir: Path, role: str, count: int | None, threshold: int | None, keys_dir: Path | None
+) -> None:
     """Replace a role's keys; the new root is signed by the old and the new root keys."""
     with _refusals(), IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
-        new_ids = repo.rotate(role, keys=count, threshold=threshold)
+        new_ids = repo.rotate(role, keys=count, threshold=threshold, keys_dir=keys_dir)
         version = repo.role_version("root")
+        staged = any(s.role == "root" for s in repo.staged_roles())
     ids = ", ".join(kid[:16] for kid in new_ids)
-    click.echo(f"rotated {role} to new key(s) {ids} in root v{version}")
+    where = f"staged root v{version + 1} (index sign-request)" if staged else f"root v{version}"
+    click.echo(f"rotated {role} to new key(s) {ids} in {where}")
     click.echo(f"run pm-plugins index publish --repo {repo_dir} to publish")
 
 

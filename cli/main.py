@@ -5,7 +5,7 @@ JSON with `--json`). Every refusal (ours, and the system's) becomes one sentence
 and exit code 1, in one place (`cli.common.refusals`). The commands live by subject:
 `cli.keys` (keys, package), `cli.plugins` (install, upgrade, list, ...), `cli.registries`
 (registry add/list/remove), `cli.host` (verify, boot and questions to the booted host), and
-the maintainers' `index` commands in `cli.index`.
+the maintainers' `index` commands in `cli.index` (and `cli.index_releases`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from cli import plugins as cli_plugins
 from cli import registries as cli_registries
 from cli.common import Context, refusals
 from cli.index import index as index_group
+from cli.index_keys import COMMANDS as INDEX_KEY_COMMANDS
+from cli.index_releases import COMMANDS as INDEX_RELEASE_COMMANDS
 from loader.home import Home
 from loader.journal import roll_forward
 
@@ -77,6 +79,10 @@ for _command in (
     index_group,
 ):
     cli.add_command(_command)
+
+
+for _command in (*INDEX_RELEASE_COMMANDS, *INDEX_KEY_COMMANDS):  # yank, ..., status, sign
+    index_group.add_command(_command)
 
 
 def main() -> None:

@@ -51,14 +51,16 @@ REFUSALS: tuple[type[Exception], ...] = (
 def search(home: Home, text: str, say: Say) -> list[dict[str, Any]]:
     """The newest release of every plugin whose name or description contains `text`, from
     every registry's signed metadata (cached metadata, with a note, when one cannot be
-    reached), with the installed version of each."""
+    reached), with the installed version of each; a yanked release is the newest only when
+    every release of its plugin is yanked."""
     newest: dict[str, tuple[str, Release]] = {}
     for client in _clients(home, say, cached_ok=True):
         for release in client.releases():
             if text.lower() not in f"{release.name} {release.description}".lower():
                 continue
             seen = newest.get(release.name)
-            if seen is None or _version(release.version) > _version(seen[1].version):
+            rank = (not release.yanked, _version(release.version))
+            if seen is None or rank > (not seen[1].yanked, _version(seen[1].version)):
                 newest[release.name] = (client.name, release)
     with reading(home):
         locked = read_lock(home.lock_file)

@@ -10,10 +10,20 @@ code lives here.
 - :mod:`index.roles`: role queries, ``delegate``, ``set_hash_bins`` and ``rotate``;
 - :mod:`index.signing`: which keys sign a role, signing it, new root versions;
 - :mod:`index.releases`: target lookups, blobs and ``add_releases``;
+- :mod:`index.publishers`: the publisher keys ``add`` accepts per plugin name, no host
+  module's name, and the publisher roles ``publish`` refuses;
+- :mod:`index.lifecycle`: ``yank``/``unyank`` and ``remove_release`` (before publishing);
+- :mod:`index.gc`: deleting what no recent snapshot references, after a grace period;
 - :mod:`index.publishing`: ``publish``, ``timestamp`` and re-signing before expiry;
 - :mod:`index.repo_base`: the helpers and the typed outline the mixins share;
 - :mod:`index.paths`: target paths and role names shared with the client;
-- :mod:`index.keyring`: the repository's encrypted keys as TUF keys and signers;
+- :mod:`index.keyring`: our Ed25519 keys as TUF keys and signers;
+- :mod:`index.keystore`: where each key is (``keys/keys.json``: role, URI or offline folder);
+- :mod:`index.signers`: signers from key URIs (``pmkey:`` files, a KMS or HSM), passphrases
+  per role, every signature checked as it is made;
+- :mod:`index.offline` and :mod:`index.staging`: roles whose keys are offline, staged,
+  signed elsewhere (``index sign``) and their signatures imported and checked;
+- :mod:`index.status`: each role's version, keys, threshold and expiry, with warnings;
 - :mod:`index.publish`: writing ``published/`` so readers never see half an index;
 - :mod:`index.serve`: a loopback static HTTP server for the published folder;
 - :mod:`index.push`: uploading the published folder to S3-compatible object storage in an

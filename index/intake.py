@@ -27,10 +27,11 @@ MAX_ENVELOPE = 1 << 20
 def release_from_package(folder: Path, repo: IndexRepo) -> ReleaseInfo:
     """The release in a package folder (``manifest.dsse.json`` + the artifact it names).
 
-    If the plugin is delegated to a publisher, the envelope must verify with that
-    publisher's key and the verified payload is the one parsed; otherwise the payload is
-    parsed as is (clients verify it against their own trust store). The artifact's size
-    and SHA-256 must match the manifest.
+    The envelope must verify with the keys that may sign that plugin name
+    (:meth:`index.publishers.PublishersMixin.verify_publisher`: the delegated publisher
+    role's, else a known publisher key for the name; never a host module's name), and the
+    verified payload is the one parsed; the first key that verified is recorded as the
+    publisher's. The artifact's size and SHA-256 must match the manifest.
     """
     folder = Path(folder)
     envelope_file = folder / MANIFEST_FILENAME
@@ -74,24 +75,16 @@ def _read_envelope(folder: Path, envelope_file: Path) -> bytes:
 
 
 def _manifest_and_signer(data: bytes, source: str, repo: IndexRepo) -> tuple[Manifest, str]:
-    """The manifest to index and the key id named as its publisher's: for a delegated
-    plugin the verified payload and the key that verified it."""
+    """The manifest to index and the key id named as its publisher's: the verified
+    payload and the key that verified it."""
     envelope = dsse.envelope_from_bytes(data, source=source)
     if envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
         raise IndexRepoError(
             f'{source}: the payload type is "{envelope.payload_type}", not a plugin manifest'
         )
     claimed = parse_manifest(envelope.payload, source=source)
-    delegation = repo.delegation_for(claimed.name)
-    if delegation is None:
-        return claimed, envelope.signatures[0].keyid
-    verified = dsse.verify(
-        data,
-        repo.delegation_keys(delegation.role),
-        1,
-        payload_type=MANIFEST_PAYLOAD_TYPE,
-        source=source,
-    )
+    where = f"package {claimed.name} {claimed.version} ({source})"
+    verified = repo.verify_publisher(claimed.name, data, where)
     return parse_manifest(verified.payload, source=source), verified.key_ids[0]
 
 

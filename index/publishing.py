@@ -4,8 +4,10 @@ Why it exists: this is the part of :class:`index.repository.IndexRepo` that turn
 stored metadata into a consistent published index: ``publish`` signs every unsigned
 role it holds keys for (publisher roles are signed when they change, with the
 publisher's key), re-signs roles past half their lifetime, then signs snapshot and
-timestamp and writes ``published/`` through :mod:`index.publish`; ``timestamp`` signs
-just a new timestamp. It is a mixin typed against :class:`index.repo_base.RepoBase`.
+timestamp and writes ``published/`` through :mod:`index.publish` (after
+:func:`index.publishers.check_roles`, and recording when each snapshot version went out for
+:mod:`index.gc`); ``timestamp`` signs just a new timestamp. It is a mixin typed against
+:class:`index.repo_base.RepoBase`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp  # type: ig
 from tuf.api.serialization import DeserializationError
 
 from index.errors import IndexRepoError
+from index.gc import record_publication
 from index.model import PublishResult
+from index.publishers import check_roles
 from index.repo_base import RepoBase, _all_or_nothing, _now, _sha256_bytes
 
 __all__ = ["PublishingMixin"]
@@ -45,6 +49,7 @@ class PublishingMixin(RepoBase):
         """
         moment = _now(now)
         result = PublishResult()
+        check_roles(self)  # a publisher role past its paths or unsigned: nothing is published
         if self._near_expiry("root", moment):
             self._new_root(lambda root: None, moment)
             result.signed["root"] = self.role_version("root")
@@ -56,6 +61,7 @@ class PublishingMixin(RepoBase):
         self._flush()
 
         self._write_published(roles, snapshot_md, snapshot_bytes, timestamp_md, result)
+        record_publication(self.path, result.snapshot_version, moment)  # for gc
         return result
 
     def _sign_targets_roles(

@@ -29,6 +29,7 @@ from index import paths
 from index.errors import IndexRepoError
 from index.keyring import tuf_signer
 from index.model import AddedRelease, Delegation, ReleaseInfo
+from index.publishers import refuse_host_module
 from index.repo_base import (
     RepoBase,
     _all_or_nothing,
@@ -44,7 +45,7 @@ from keys import ed25519
 __all__ = ["ReleasesMixin"]
 
 _CUSTOM_FIELDS = ("types", "requires", "description", "publisher", "publisher_key_id")
-_RESERVED_CUSTOM = ("name", "version", "platform", "manifest")
+_RESERVED_CUSTOM = ("name", "version", "platform", "manifest", "yanked", "yanked_reason")
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -150,6 +151,8 @@ class ReleasesMixin(RepoBase):
         """Add one release of a batch: its artifact and manifest targets, and its entry in
         ``listings`` (the plugin's release list, written once per batch)."""
         name, version, platform, filename, where = self._release_parts(rel, seen)
+        refuse_host_module(name, where)
+        self._check_not_retired(name, version)
         delegation = self.delegation_for(name)
         if delegation is not None:
             touched_publishers[delegation.role] = self._publisher_signing(

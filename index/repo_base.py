@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -34,7 +34,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 
 from index import paths
 from index.errors import IndexRepoError
-from index.keyring import KeyRing
+from index.keystore import KeyStore
 from index.model import Delegation, ExpiryPolicy
 from index.publish import PublishedTree
 
@@ -92,7 +92,7 @@ class RepoBase(Protocol):
     # state (index.repository)
     path: Path
     expiry: ExpiryPolicy
-    keyring: KeyRing
+    keyring: KeyStore
     tree: PublishedTree
     _md: dict[str, Metadata[Any]]
     _unsaved: set[str]
@@ -122,11 +122,27 @@ class RepoBase(Protocol):
     def role_signers(self, role: str) -> list[Signer]: ...
     def _is_maintainer_role(self, role: str) -> bool: ...
     def _sign(self, role: str, signers: Sequence[Signer], now: datetime) -> None: ...
-    def _new_root(self, change: Callable[[Root], None], now: datetime) -> Metadata[Root]: ...
+    def _signing_role(self, role: str) -> tuple[list[str], int]: ...
+    def _delegator_of(self, role: str) -> Root | Targets: ...
+    def _next_root(self, change: Callable[[Root], None], now: datetime) -> Metadata[Root]: ...
+    def _new_root(
+        self,
+        change: Callable[[Root], None],
+        now: datetime,
+        after: Mapping[str, Any] | None = None,
+    ) -> Metadata[Root] | None: ...
+    def _after_rotation(self, role: str, old_ids: Sequence[str], threshold: int) -> None: ...
+    def _retire_unused(self, old_ids: Sequence[str]) -> None: ...
+
+    # offline signatures (index.offline)
+    def _refuse_if_root_staged(self) -> None: ...
 
     # releases and targets (index.releases)
     def _lookup(self, target_path: str) -> TargetFile | None: ...
     def blob_path(self, tf: TargetFile) -> Path: ...
+
+    # lifecycle (index.lifecycle)
+    def _check_not_retired(self, name: str, version: str) -> None: ...
 
     # publishing (index.publishing)
     def _near_expiry(self, role: str, now: datetime) -> bool: ...

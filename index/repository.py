@@ -4,17 +4,24 @@ Why it exists: ``pm-plugins index`` commands each open the repository, change it
 leave it consistent; this module is that state: opening, locking and creating a
 repository, and loading and saving its metadata. :class:`IndexRepo` gets its commands
 from mixins by role: keys and roles (:mod:`index.roles`, :mod:`index.signing`),
-releases and targets (:mod:`index.releases`) and publishing (:mod:`index.publishing`);
+releases and targets (:mod:`index.releases`), known publishers (:mod:`index.publishers`),
+yank and remove (:mod:`index.lifecycle`), publishing (:mod:`index.publishing`) and garbage
+collection (:mod:`index.gc`);
 its plain data is :mod:`index.model`, re-exported here. Publishing the result as static
 files is :mod:`index.publish`; the CLI is ``cli.index``.
 
 Layout of a repository folder::
 
     index.json                 format and expiry policy (days per role)
-    keys/<key id>.key          encrypted private keys of root, targets, snapshot, timestamp
+    keys/<key id>.key          encrypted private keys (each with its role's passphrase)
+    keys/keys.json             each key's role and URI, or where it is kept offline
+    staged/<role>.json         a role waiting for offline signatures (index.offline)
     metadata/root_history/N.root.json, metadata/root.json    every signed root
     metadata/<role>.json       the current metadata of every other role
     blobs/<sha256>             target contents, by hash
+    publishers.json            publisher keys known per plugin name (index.publishers)
+    publish-history.json       when each snapshot version was published (index.gc)
+    retired.json               versions removed after publishing, never reused
     published/metadata, published/targets                    what ``publish`` writes
 
 Roles are described in :mod:`index.roles`; target paths and the ``custom`` fields in
@@ -53,7 +60,10 @@ from tuf.api.serialization import DeserializationError
 
 from index import paths
 from index.errors import IndexRepoError
-from index.keyring import KeyRing, tuf_key
+from index.gc import GcMixin
+from index.keyring import tuf_key
+from index.keystore import KeyStore
+from index.lifecycle import LifecycleMixin
 from index.model import (
     AddedRelease,
     Delegation,
@@ -62,13 +72,15 @@ from index.model import (
     ReleaseInfo,
     RoleKeys,
 )
+from index.offline import OfflineMixin
 from index.publish import PublishedTree
+from index.publishers import PublishersMixin
 from index.publishing import PublishingMixin
-from index.releases import ReleasesMixin
 from index.repo_base import _canonical, _now, _write_file
 from index.roles import RolesMixin
+from index.signers import Passphrases, fixed_passphrase, sign_checked
 from index.signing import SigningMixin
-from keys import ed25519, strict_json
+from keys import strict_json
 from keys.errors import StrictJSONError
 
 __all__ = [
@@ -88,11 +100,23 @@ CONFIG = "index.json"
 # -- the repository --------------------------------------------------------------------------
 
 
-class IndexRepo(RolesMixin, SigningMixin, ReleasesMixin, PublishingMixin):
+def _passphrases(passphrase: bytes | Passphrases | None) -> Passphrases:
+    return passphrase if callable(passphrase) else fixed_passphrase(passphrase)
+
+
+class IndexRepo(
+    OfflineMixin,
+    RolesMixin,
+    SigningMixin,
+    PublishersMixin,
+    LifecycleMixin,
+    PublishingMixin,
+    GcMixin,
+):
     """An open, locked index repository. Use :meth:`init` or :meth:`open`, then ``close``
     (or a ``with`` block)."""
 
-    def __init__(self, path: Path, expiry: ExpiryPolicy, keyring: KeyRing, lock_fd: int) -> None:
+    def __init__(self, path: Path, expiry: ExpiryPolicy, keyring: KeyStore, lock_fd: int) -> None:
         self.path = path
         self.expiry = expiry
         self.keyring = keyring
@@ -121,14 +145,16 @@ class IndexRepo(RolesMixin, SigningMixin, ReleasesMixin, PublishingMixin):
         cls,
         path: Path,
         *,
-        passphrase: bytes | None,
+        passphrase: bytes | Passphrases | None,
         roles: Mapping[str, RoleKeys] | None = None,
         expiry: ExpiryPolicy | None = None,
         hash_bins: int = 0,
+        offline: Mapping[str, Path | None] | None = None,
         now: datetime | None = None,
     ) -> IndexRepo:
         """Create a repository in ``path`` (absent or empty): keys for every top-level
-        role, root v1 signed, empty targets; nothing is published until ``publish``."""
+        role (``passphrase``: one, or a source of one per role; ``offline``: a folder for
+        the root or targets keys), root v1 signed, empty targets; nothing is published."""
         path = Path(path)
         expiry = expiry or ExpiryPolicy()
         setup = {role: RoleKeys() for role in paths.TOP_ROLES}
@@ -142,28 +168,27 @@ class IndexRepo(RolesMixin, SigningMixin, ReleasesMixin, PublishingMixin):
                     f"{role} needs 1 to 16 keys and a threshold from 1 to its number of keys"
                     f" (got {keys.keys} keys, threshold {keys.threshold})"
                 )
-        if not passphrase:
-            raise IndexRepoError(
-                f"the index keys are stored encrypted: set {ed25519.PASSPHRASE_ENV}"
-            )
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise IndexRepoError(f"{path} exists and is not an empty folder")
+        keyring = KeyStore(path / "keys", _passphrases(passphrase))
+        for role in paths.TOP_ROLES:
+            keyring.passphrase(role, new=True)
         path.mkdir(parents=True, exist_ok=True)
         (path / "metadata" / "root_history").mkdir(parents=True)
         (path / "blobs").mkdir()
         config = {"format": FORMAT, "expires_days": expiry.to_json()}
         _write_file(path / CONFIG, _canonical(config))
-        repo = cls(path, expiry, KeyRing(path / "keys", passphrase), cls._lock(path))
+        repo = cls(path, expiry, keyring, cls._lock(path))
         try:
             moment = _now(now)
             root = Root(expires=moment + timedelta(days=expiry.root), consistent_snapshot=True)
             for role, keys in setup.items():
                 for _ in range(keys.keys):
-                    root.add_key(tuf_key(repo.keyring.create()), role)
+                    root.add_key(tuf_key(keyring.create(role, (offline or {}).get(role))), role)
                 root.roles[role].threshold = keys.threshold
             root_md = Metadata(root)
             for kid in root.roles["root"].keyids:
-                root_md.sign(repo.keyring.signer(kid), append=True)
+                sign_checked(root_md, keyring.signer(kid, root.keys[kid], "root"))
             repo._save_root(root_md)
             repo._put("targets", Metadata(Targets(expires=moment)))
             repo._put("snapshot", Metadata(Snapshot(expires=moment)))
@@ -177,8 +202,9 @@ class IndexRepo(RolesMixin, SigningMixin, ReleasesMixin, PublishingMixin):
         return repo
 
     @classmethod
-    def open(cls, path: Path, *, passphrase: bytes | None = None) -> IndexRepo:
-        """Open an existing repository; ``passphrase`` is needed only to sign."""
+    def open(cls, path: Path, *, passphrase: bytes | Passphrases | None = None) -> IndexRepo:
+        """Open an existing repository; a passphrase (one, or a source of one per role) is
+        needed only to sign, and only the roles that sign are asked."""
         path = Path(path)
         source = str(path / CONFIG)
         if not (path / CONFIG).is_file():
@@ -197,7 +223,7 @@ class IndexRepo(RolesMixin, SigningMixin, ReleasesMixin, PublishingMixin):
         if fmt != FORMAT:
             raise IndexRepoError(f"{source}: format {fmt} is not supported (expected {FORMAT})")
         expiry = ExpiryPolicy(**values)
-        return cls(path, expiry, KeyRing(path / "keys", passphrase), cls._lock(path))
+        return cls(path, expiry, KeyStore(path / "keys", _passphrases(passphrase)), cls._lock(path))
 
     def close(self) -> None:
         if self._lock_fd is not None:

@@ -15,8 +15,9 @@ targets keys).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -273,17 +274,21 @@ class RolesMixin(RepoBase):
         *,
         keys: int | None = None,
         threshold: int | None = None,
+        keys_dir: Path | None = None,
         now: datetime | None = None,
     ) -> list[str]:
         """Replace every key of top-level ``role`` by new ones (default: as many, same
         threshold) in a new root version, signed by the old and the new root keys.
         Roles signed by the replaced keys are signed again at the next ``publish``.
-        Returns the new key ids."""
+        New root or targets keys go to ``keys_dir`` (offline) if given. With offline root
+        keys the new root is staged until their signatures are imported
+        (:mod:`index.offline`). Returns the new key ids."""
         if role not in paths.TOP_ROLES:
             raise IndexRepoError(
                 f'"{role}" is not a top-level role; rotate root, targets, snapshot or timestamp'
             )
         moment = _now(now)
+        self._refuse_if_root_staged()
         old_root = self._root_md().signed
         old_ids = list(old_root.roles[role].keyids)
         count = len(old_ids) if keys is None else keys
@@ -293,7 +298,12 @@ class RolesMixin(RepoBase):
                 f"{role} needs 1 to 16 keys and a threshold from 1 to its number of keys"
                 f" (got {count} keys, threshold {wanted})"
             )
-        new_keys = [self.keyring.create() for _ in range(count)]
+        if keys_dir is None and any(self.keyring.place(k).offline for k in old_ids):
+            raise IndexRepoError(
+                f"the {role} keys are kept offline: name a folder for the new ones (--keys-dir)"
+            )
+        new_keys = [self.keyring.create(role, keys_dir) for _ in range(count)]
+        new_ids = [ed25519.key_id(k) for k in new_keys]
 
         def change(root: Root) -> None:
             for kid in old_ids:
@@ -302,26 +312,37 @@ class RolesMixin(RepoBase):
                 root.add_key(tuf_key(key), role)
             root.roles[role].threshold = wanted
 
-        new_root = self._new_root(change, moment)
+        after = {"rotate": role, "old": old_ids, "new": new_ids, "threshold": wanted}
+        if self._new_root(change, moment, after) is None:
+            self._flush()  # staged: the rest follows when the root is signed
+            return new_ids
+        self._after_rotation(role, old_ids, wanted)
+        self._flush()
+        self._retire_unused(old_ids)
+        return new_ids
+
+    def _after_rotation(self, role: str, old_ids: Sequence[str], threshold: int) -> None:
+        """Once the root that rotated ``role`` is in effect: mark what its new keys sign
+        for signing at the next ``publish`` (and move the hash bins to them)."""
+        root = self._root_md().signed
         if role == "targets":
             self._edit("targets")
             if self.hash_bins():
-                self._rekey_bins(old_ids, new_keys, wanted)
+                new = {kid: root.keys[kid] for kid in root.roles["targets"].keyids}
+                self._rekey_bins(old_ids, new, threshold)
         elif role in ("snapshot", "timestamp"):
             self._edit(role)
-        self._flush()
-        for kid in old_ids:
-            if kid not in new_root.signed.keys:
-                self.keyring.retire(kid)
-        return [ed25519.key_id(k) for k in new_keys]
 
-    def _rekey_bins(
-        self, old_ids: Sequence[str], new_keys: Sequence[Ed25519PrivateKey], wanted: int
-    ) -> None:
+    def _retire_unused(self, old_ids: Sequence[str]) -> None:
+        root = self._root_md().signed
+        for kid in old_ids:
+            if kid not in root.keys:
+                self.keyring.retire(kid)
+
+    def _rekey_bins(self, old_ids: Sequence[str], new_tuf: Mapping[str, Key], wanted: int) -> None:
         """After a rotation of the targets keys: delegate ``bins`` and its hash bins to the
         new keys (threshold ``wanted``); every bin is signed again at the next ``publish``."""
-        new_ids = [ed25519.key_id(k) for k in new_keys]
-        new_tuf = {ed25519.key_id(k): tuf_key(k) for k in new_keys}
+        new_ids = list(new_tuf)
         top = self._targets_md("targets").signed
         assert top.delegations is not None and top.delegations.roles is not None
         bins_role = top.delegations.roles[paths.BINS_ROLE]

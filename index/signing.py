@@ -3,22 +3,27 @@
 Why it exists: every change that re-signs metadata (``add_releases`` for publisher
 roles, ``delegate``, ``rotate``, ``publish``, ``timestamp``) goes through these few
 methods of :class:`index.repository.IndexRepo`, which check thresholds against the keys
-held in ``keys/``. It is a mixin typed against :class:`index.repo_base.RepoBase`.
+held in ``keys/`` (:mod:`index.keystore`). Every signature goes through a signer from
+the key's URI and is checked as it is made (:func:`index.signers.sign_checked`). A root
+the keys here cannot sign alone waits for offline signatures (:mod:`index.offline`). It is
+a mixin typed against :class:`index.repo_base.RepoBase`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 # python-tuf and securesystemslib re-export these names without __all__ (mypy strict: ignore).
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
+from tuf.api.metadata import Metadata, Root, Targets  # type: ignore[attr-defined]
 
 from index import paths
 from index.errors import IndexRepoError
 from index.repo_base import RepoBase
+from index.signers import sign_checked
 
 __all__ = ["SigningMixin"]
 
@@ -26,21 +31,29 @@ __all__ = ["SigningMixin"]
 class SigningMixin(RepoBase):
     """Who signs a role, signing it, and signing a new root version."""
 
+    def _delegator_of(self, role: str) -> Root | Targets:
+        """The metadata that names ``role``'s keys and threshold."""
+        if role in paths.TOP_ROLES:
+            return self._root_md().signed
+        if role == paths.BINS_ROLE or role.startswith(paths.PUBLISHER_ROLE_PREFIX):
+            return self._targets_md("targets").signed
+        return self._targets_md(paths.BINS_ROLE).signed
+
     def _signing_role(self, role: str) -> tuple[list[str], int]:
         """Key ids and threshold that must sign ``role``."""
-        if role in paths.TOP_ROLES:
-            r = self._root_md().signed.roles[role]
-            return list(r.keyids), r.threshold
-        if role == paths.BINS_ROLE or role.startswith(paths.PUBLISHER_ROLE_PREFIX):
-            delegated = self._targets_md("targets").signed.get_delegated_role(role)
-            return list(delegated.keyids), delegated.threshold
-        delegated = self._targets_md(paths.BINS_ROLE).signed.get_delegated_role(role)
+        delegated = self._delegator_of(role).get_delegated_role(role)
         return list(delegated.keyids), delegated.threshold
 
     def role_signers(self, role: str) -> list[Signer]:
-        """Signers for every key of ``role`` held in ``keys/`` (publisher keys are not)."""
+        """Signers for every key of ``role`` that can sign here (publisher keys cannot)."""
+        delegator = self._delegator_of(role)
         key_ids, _ = self._signing_role(role)
-        return [self.keyring.signer(kid) for kid in key_ids if self.keyring.has(kid)]
+        asking = role if role in paths.TOP_ROLES else "targets"
+        return [
+            self.keyring.signer(kid, delegator.get_key(kid), asking)
+            for kid in key_ids
+            if self.keyring.has(kid)
+        ]
 
     def _is_maintainer_role(self, role: str) -> bool:
         return not role.startswith(paths.PUBLISHER_ROLE_PREFIX)
@@ -50,7 +63,7 @@ class SigningMixin(RepoBase):
         md.signed.expires = now + timedelta(days=self.expiry.days(role))
         md.signatures.clear()
         for signer in signers:
-            md.sign(signer, append=True)
+            sign_checked(md, signer)
         _, threshold = self._signing_role(role)
         if len({s.public_key.keyid for s in signers}) < threshold:
             raise IndexRepoError(
@@ -59,9 +72,9 @@ class SigningMixin(RepoBase):
             )
         self._unsaved.add(role)
 
-    def _new_root(self, change: Callable[[Root], None], now: datetime) -> Metadata[Root]:
-        """Sign the next root version: ``change`` edits it; it is signed by every root key
-        of the old and the new version held here (both thresholds must be met)."""
+    def _next_root(self, change: Callable[[Root], None], now: datetime) -> Metadata[Root]:
+        """The next root version: ``change`` edits it; it is signed by every root key of the
+        old and the new version that can sign here."""
         old = self._root_md()
         new = Metadata[Root].from_bytes(old.to_bytes())
         new.signatures.clear()
@@ -71,7 +84,20 @@ class SigningMixin(RepoBase):
         ids = list(dict.fromkeys(old.signed.roles["root"].keyids + new.signed.roles["root"].keyids))
         for kid in ids:
             if self.keyring.has(kid):
-                new.sign(self.keyring.signer(kid), append=True)
+                key = new.signed.keys.get(kid) or old.signed.keys[kid]
+                sign_checked(new, self.keyring.signer(kid, key, "root"))
+        return new
+
+    def _new_root(
+        self,
+        change: Callable[[Root], None],
+        now: datetime,
+        after: Mapping[str, Any] | None = None,
+    ) -> Metadata[Root] | None:
+        """Sign and save the next root version (both thresholds must be met here; with
+        offline root keys :mod:`index.offline` stages it instead and returns None)."""
+        old = self._root_md()
+        new = self._next_root(change, now)
         for verifier, which in ((old.signed, "old"), (new.signed, "new")):
             try:
                 verifier.verify_delegate("root", new.signed_bytes, new.signatures)

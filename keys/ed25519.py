@@ -46,6 +46,7 @@ __all__ = [
     "key_id",
     "load_private_key",
     "passphrase_from_env",
+    "private_key_from_pem",
     "public_key_from_text",
     "public_key_to_text",
     "raw_public_bytes",
@@ -143,6 +144,15 @@ def load_private_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
         raise KeyFileError(f"{path}: cannot be read ({e.strerror or e})") from e
     if len(data) > _MAX_KEY_FILE_BYTES:
         raise KeyFileError(f"{path}: is too large to be a key file")
+    return private_key_from_pem(data, passphrase, source=str(path))
+
+
+def private_key_from_pem(
+    data: bytes, passphrase: bytes | None, *, source: str
+) -> Ed25519PrivateKey:
+    """The Ed25519 key in ``data`` (encrypted PKCS#8 PEM, as :func:`load_private_key` reads
+    it), for callers that read the file themselves; errors name ``source``."""
+    path = source
     if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in data:
         if b"-----BEGIN PRIVATE KEY-----" in data:
             raise KeyFileError(f"{path}: the private key is not encrypted; refusing to use it")

@@ -97,6 +97,7 @@ def _publish_default(home: Home, progress: Callable[[str], None], examples: Path
         repo_dir = work / "index"
         passphrase = secrets.token_urlsafe(32).encode()  # never written down
         with IndexRepo.init(repo_dir, passphrase=passphrase, expiry=_SIGN_ONCE) as repo:
+            repo.add_publisher(publisher.public_key(), ["*"], label=PUBLISHER_LABEL)
             repo.add_releases([release_from_package(p, repo) for p in packages])
             repo.publish()
             root = repo.root_bytes()

@@ -120,11 +120,13 @@ def _not_down(
     current = installed.get(name)
     if current is None:
         return spec
-    versions = [c.version for c in index.get(name, ())]
+    versions = [c.version for c in index.get(name, ()) if not c.yanked]  # never an upgrade
     if not any(v >= current for v in versions):
         newest = max(versions, default=None)
         if note is not None:
             what = f"its newest release there is {newest}" if newest else "it is not there"
+            if newest is None and index.get(name):
+                what = "every release of it there is yanked"
             note(f"keeping {name} {current}: {what} in the registries, and upgrade never goes down")
         return None
     return spec & SpecifierSet(f">={current}")
@@ -162,17 +164,9 @@ def install_from_index(
             release = pick.release
             client = by_name[pick.registry]
             label = f"{release.name} {release.version}"
-            size = release.artifact.length
-            package = work.path / f"{release.name}-{release.version}"
-            if bar is None:
-                progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
-                client.download(release.artifact, package, partials=work.partials)
-            else:
-                with bar(f"downloading {label}", size) as advance:
-                    client.download(
-                        release.artifact, package, on_bytes=advance, partials=work.partials
-                    )
-            client.download(release.manifest, package, filename=MANIFEST_FILE, cap=MANIFEST_CAP)
+            if release.yank_note is not None:  # only a pin or the lock picks one
+                progress(f"warning: {release.yank_note}")
+            package = _download(pick, client, work, progress, bar)
             candidate = read_package(
                 package,
                 trust=trust,
@@ -190,6 +184,28 @@ def install_from_index(
         return install_many(home, verified, consent=consent, allowed=allowed)
     finally:
         work.close()
+
+
+def _download(
+    pick: Chosen,
+    client: RegistryClient,
+    work: WorkArea,
+    progress: Progress,
+    bar: BarFactory | None,
+) -> Path:
+    """Download a chosen release's artifact and manifest into a folder of `work`."""
+    release = pick.release
+    label = f"{release.name} {release.version}"
+    size = release.artifact.length
+    package = work.path / f"{release.name}-{release.version}"
+    if bar is None:
+        progress(f"downloading {label} ({_size(size)}) from {pick.registry}")
+        client.download(release.artifact, package, partials=work.partials)
+    else:
+        with bar(f"downloading {label}", size) as advance:
+            client.download(release.artifact, package, on_bytes=advance, partials=work.partials)
+    client.download(release.manifest, package, filename=MANIFEST_FILE, cap=MANIFEST_CAP)
+    return package
 
 
 @dataclass(frozen=True)

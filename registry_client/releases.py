@@ -33,6 +33,7 @@ _FILENAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HASH_NAME = re.compile(r"[a-z0-9-]{1,32}")
 _HEX = re.compile(r"[0-9a-f]{16,256}")
 _MAX_DESCRIPTION = 4096
+_MAX_REASON = 200
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ class Release:
     publisher_key_id: str
     artifact: TargetInfo
     manifest: TargetInfo
+    yanked: bool = False
+    yanked_reason: str = ""
+
+    @property
+    def yank_note(self) -> str | None:
+        """``"NAME VERSION is yanked: reason"`` for a yanked release, else None."""
+        if not self.yanked:
+            return None
+        return f"{self.name} {self.version} is yanked: {self.yanked_reason or 'no reason given'}"
 
     @property
     def requires(self) -> dict[str, Any]:
@@ -124,6 +134,7 @@ def _release(artifact: TargetInfo, manifest: TargetInfo | None, *, where: str) -
     host_modules, plugin_requires = _requirements(custom, where=where)
     description, publisher, key_id = _publisher_fields(custom, where=where)
     manifest = _signed_manifest(custom, artifact, manifest, (name, version, platform), where=where)
+    yanked, reason = _yank(custom, where=where)
     return Release(
         name=name,
         version=version,
@@ -136,6 +147,8 @@ def _release(artifact: TargetInfo, manifest: TargetInfo | None, *, where: str) -
         publisher_key_id=key_id,
         artifact=artifact,
         manifest=manifest,
+        yanked=yanked,
+        yanked_reason=reason,
     )
 
 
@@ -193,6 +206,16 @@ def _publisher_fields(custom: dict[str, Any], *, where: str) -> tuple[str, str, 
     if not is_key_id(key_id):
         raise StrictJSONError(f'{where}: field "publisher_key_id" is not a key id')
     return description, publisher, key_id
+
+
+def _yank(custom: dict[str, Any], *, where: str) -> tuple[bool, str]:
+    """Whether the release is yanked (``index yank``) and why: ``yanked`` is a boolean,
+    ``yanked_reason`` printable text; a wrong type makes the entry malformed."""
+    yanked = strict_json.optional(custom, "yanked", bool, False, where=where)
+    reason = strict_json.optional(custom, "yanked_reason", str, "", where=where)
+    if len(reason) > _MAX_REASON or any(not ch.isprintable() for ch in reason):
+        raise StrictJSONError(f'{where}: field "yanked_reason" is too long or not printable')
+    return yanked, reason if yanked else ""
 
 
 def _signed_manifest(

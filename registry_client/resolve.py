@@ -9,6 +9,10 @@ graphs: for each plugin it keeps the intersection of every specifier that named 
 conflict names both sides ("allowlist: hosts 2.0 needs allowlist<2, but you asked for
 allowlist>=2"). Pre-releases are considered only with `pre=True` or when a specifier names
 one explicitly, as pip does.
+
+A yanked release (``pm-plugins index yank``) is as PEP 592 has it on PyPI: no range and no
+"newest" picks it, but an exact pin (``hosts==1.2.0``, by you or by a plugin's requirement)
+does, and an installed dependency at a yanked version is kept rather than moved.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Candidate:
     name: str
     version: Version
     requires: tuple[tuple[str, SpecifierSet], ...] = ()
+    yanked: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,17 +134,28 @@ def _options(
     requested: set[str],
 ) -> list[Candidate]:
     explicit_pre = any(s.prereleases for w in wants for s in w.spec)
+    keep = installed.get(name)
+    kept = keep if name not in requested else None
     matching = [
         c
         for c in available.get(name, ())
         if (pre or explicit_pre or not c.version.is_prerelease)
         and all(w.spec.contains(c.version, prereleases=True) for w in wants)
+        and (not c.yanked or c.version == kept or _pinned(c.version, wants))
     ]
     matching.sort(key=lambda c: c.version, reverse=True)
-    keep = installed.get(name)
     if keep is not None and name not in requested:
         matching.sort(key=lambda c: c.version != keep)  # stable: installed first, then newest
     return matching
+
+
+def _pinned(version: Version, wants: list[Want]) -> bool:
+    """Whether some want names exactly `version` (`==1.2.0` or `===1.2.0`, no wildcard)."""
+    return any(
+        s.operator in ("==", "===") and not s.version.endswith(".*") and s.contains(version, True)
+        for w in wants
+        for s in w.spec
+    )
 
 
 def _who(wants: list[Want]) -> str:
@@ -158,6 +174,12 @@ def _nothing_matches(
     versions = ", ".join(str(c.version) for c in sorted(releases, key=lambda c: c.version))
     asked = "; ".join(f"{w.by} asked for {name}{w.spec or ' (any version)'}" for w in wants)
     fits = [c for c in releases if all(w.spec.contains(c.version, prereleases=True) for w in wants)]
+    if fits and all(c.yanked for c in fits):
+        newest = max(fits, key=lambda c: c.version).version
+        return (
+            f"every release of {name} that satisfies every request is yanked ({asked}); pin"
+            f" one to take it anyway, e.g. {name}=={newest}"
+        )
     if fits and not pre:
         return f"only pre-releases of {name} satisfy every request ({asked}); use --pre"
     return f"no release of {name} satisfies every request ({asked}); available: {versions}"

@@ -117,7 +117,7 @@ class IndexView(Mapping[str, Sequence[Candidate]]):
             requires = tuple(
                 (dep, SpecifierSet(spec)) for dep, spec in chosen.release.plugin_requires
             )
-            out.append(Candidate(name, version, requires))
+            out.append(Candidate(name, version, requires, yanked=chosen.release.yanked))
         return out
 
 

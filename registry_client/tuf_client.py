@@ -16,7 +16,8 @@ The index it reads (written by ``index``) is laid out as :mod:`index.paths` says
   (artifact path, length, hashes and descriptive fields; manifest path, length,
   hashes); each artifact ``<name>/<version>/<platform>/<file>`` carries the same fields
   in its own ``custom``: name, version, platform, types, requires, description,
-  publisher, publisher_key_id and manifest (the manifest's target path).
+  publisher, publisher_key_id and manifest (the manifest's target path), and, for a
+  yanked release, ``yanked`` (true) and ``yanked_reason`` (:mod:`registry_client.resolve`).
 
 Cold install of one plugin, hash bins or not: :meth:`RegistryClient.find` looks up the
 one target ``<name>/releases.json`` through TUF's delegation walk, so it downloads root

@@ -218,6 +218,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         for v, caps in HOSTS_RELEASES.items()
     ]
     with IndexRepo.init(base / "repo", passphrase=PASSPHRASE) as repo:
+        repo.add_publisher(publisher.public_key(), ["hosts"])
         repo.add_releases([release_from_package(p, repo) for p in packages])
         repo.publish()
         yield Published(repo.published_dir.as_uri(), repo.root_bytes(), publisher, base / "dist")

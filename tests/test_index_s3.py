@@ -170,6 +170,8 @@ def test_publish_to_a_bucket_then_install_from_its_url(
     for name in ("hosts", "allowlist"):
         cli(env, maint, "package", str(EXAMPLES / name), "--key", "pub", "--out", str(tmp_path))
     cli(env, maint, "index", "init", "--repo", str(repo))
+    cli(env, maint, "index", "publishers", "add", "--repo", str(repo), "--key",
+        str(maint / "keys" / "pub.pub"), "--plugins", "hosts,allowlist")  # fmt: skip
     cli(env, maint, "index", "add", "--repo", str(repo),
         str(tmp_path / "hosts-1.0.0"), str(tmp_path / "allowlist-1.0.0"))  # fmt: skip
     done = cli(env, maint, "index", "publish", "--repo", str(repo), "--to",
