@@ -24,6 +24,7 @@ from loader.config_values import (
     read_values,
     save_value,
 )
+from pm_plugin.host import to_value
 from pm_plugin.wire.portmaster import config_pb2
 
 log = logging.getLogger("pm_plugins.config")
@@ -58,17 +59,6 @@ def to_plain(value: config_pb2.Value, type_: str) -> Any:
     if value.int:
         return value.int
     return value.bool
-
-
-def to_value(plain: Any, type_: str) -> config_pb2.Value:
-    """The wire value of plain JSON already checked against `type_`."""
-    if isinstance(plain, bool):
-        return config_pb2.Value(bool=plain)
-    if isinstance(plain, int):
-        return config_pb2.Value(int=plain)
-    if isinstance(plain, str):
-        return config_pb2.Value(string=plain)
-    return config_pb2.Value(string_array=list(plain))
 
 
 class ConfigAdmin:
@@ -107,7 +97,7 @@ class ConfigAdmin:
                 "its default applies", key, owner,
             )  # fmt: skip
             return None
-        return to_value(saved.value, saved.type)
+        return to_value(saved.value)
 
     def options(self) -> list[dict[str, Any]]:
         """Every registered option: key, plugin, name, description, help, type, default,
@@ -149,7 +139,7 @@ class ConfigAdmin:
         )
         save_value(self._path, full, saved)
         self._saved[full] = saved
-        self._store.set(full, to_value(plain, type_))
+        self._store.set(full, to_value(plain))
         log.info("config %s set by the host's user", full)
         return self.option(full)
 

@@ -8,8 +8,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+from loader.home import Home
+
+if TYPE_CHECKING:
+    from tests.boot_helpers import Publisher
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_PLUGIN = ROOT / "tests" / "fakes" / "plugin.py"
@@ -64,3 +70,21 @@ def no_leftover_processes_or_sockets() -> Iterator[None]:
     assert not after, f"processes left behind: {sorted(after)}"
     dirs_after = {d for d in _socket_dirs() - dirs_before if d.exists()}
     assert not dirs_after, f"socket directories left behind: {sorted(map(str, dirs_after))}"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    """An empty state root (0700) in the test's own folder."""
+    h = Home(tmp_path / "home")
+    h.ensure()
+    return h
+
+
+@pytest.fixture
+def publisher(home: Home) -> Publisher:
+    """A new publisher key, trusted as official in `home`."""
+    from tests.boot_helpers import new_publisher, trust
+
+    p = new_publisher()
+    trust(home, p)
+    return p

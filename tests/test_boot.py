@@ -33,28 +33,12 @@ from registry_client.package import build_package
 from tests.boot_helpers import (
     Publisher,
     install_signed,
-    new_publisher,
     set_config,
-    trust,
     write_source,
 )
 from tests.conftest import EXAMPLES, FAKE_PLUGIN, wait_for
 
 CORE = CORE_VERSIONS
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    h = Home(tmp_path / "home")
-    h.ensure()
-    return h
-
-
-@pytest.fixture
-def publisher(home: Home) -> Publisher:
-    p = new_publisher()
-    trust(home, p)
-    return p
 
 
 def plan(home: Home, dev_mode: bool = False) -> BootPlan:

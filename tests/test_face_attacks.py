@@ -113,13 +113,6 @@ def home(root: Path) -> Home:
     return h
 
 
-@pytest.fixture
-def publisher(home: Home) -> Publisher:
-    p = new_publisher()
-    trust(home, p)  # official
-    return p
-
-
 class Running:
     """The reference host of `home` booted as `pm-plugins boot` does (with the installer),
     behind its control socket."""

@@ -43,20 +43,6 @@ REGISTRAR = ROOT / "tests" / "fakes" / "registrar.py"
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    h = Home(tmp_path / "home")
-    h.ensure()
-    return h
-
-
-@pytest.fixture
-def publisher(home: Home) -> Publisher:
-    p = new_publisher()
-    trust(home, p)  # official
-    return p
-
-
-@pytest.fixture
 def hosts(home: Home) -> Iterator[list[ReferenceHost]]:
     booted: list[ReferenceHost] = []
     yield booted
