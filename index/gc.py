@@ -22,7 +22,8 @@ Kept: every ``N.root.json`` (clients walk the root chain), ``root.json``,
 list; role versions not older than the current snapshot's; files ``gc`` does not know.
 Deleted: other ``N.<role>.json`` and ``N.snapshot.json``, target files no kept role lists,
 and blobs that neither a kept role nor the repository's own (maybe unpublished) metadata
-lists. A kept file that cannot be read stops ``gc`` before it deletes anything.
+lists. A kept file that cannot be read, or ``published/targets`` or ``blobs`` being a symbolic
+link, stops ``gc`` before it deletes anything.
 """
 
 from __future__ import annotations
@@ -235,7 +236,10 @@ class GcMixin(RepoBase):
 
 
 def _files(folder: Path) -> list[Path]:
-    """The regular files under ``folder``, sorted; temporary (dot) files are left alone."""
+    """The regular files under ``folder``, sorted; temporary (dot) files are left alone. A
+    ``folder`` that is a symbolic link is refused: gc deletes nothing through one."""
+    if folder.is_symlink():
+        raise IndexRepoError(f"{folder} is a symbolic link; nothing was deleted")
     if not folder.is_dir():
         return []
     out = []

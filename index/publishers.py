@@ -96,6 +96,8 @@ class PublishersMixin(RepoBase):
     def publishers(self) -> list[KnownPublisher]:
         """Every key in ``publishers.json`` (none if the file is absent)."""
         file = self.path / PUBLISHERS_FILE
+        if file.is_symlink():  # who may sign what: never read through a link
+            raise IndexRepoError(f"{file} is a symbolic link; refusing to read it")
         if not file.exists():
             return []
         where = str(file)
@@ -213,14 +215,20 @@ class PublishersMixin(RepoBase):
 def check_roles(repo: RepoBase) -> None:
     """Refuse to publish a publisher role that lists a target outside the paths delegated
     to it, delegates further, goes back a version or changes without a new one, or whose
-    stored metadata its publisher's keys do not sign (``publish`` calls it before it signs
-    anything)."""
+    stored metadata its publisher's keys do not sign, and a top-level targets role that lists
+    a path delegated to a publisher itself (``publish`` calls it before it signs anything)."""
     top = repo._targets_md("targets").signed
     if top.delegations is None or top.delegations.roles is None:
         return
     for name, delegated in top.delegations.roles.items():
         if name.startswith(paths.PUBLISHER_ROLE_PREFIX):
             _check_role(repo, name, delegated, top)
+            for target_path in top.targets:  # TUF would take it before the publisher's own
+                if delegated.is_delegated_path(target_path):
+                    raise IndexRepoError(
+                        f"targets lists {target_path}, which is delegated to role {name}: only"
+                        " that role may list it; nothing was published"
+                    )
 
 
 def _check_role(repo: RepoBase, name: str, delegated: DelegatedRole, top: Targets) -> None:

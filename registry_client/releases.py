@@ -18,7 +18,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 # python-tuf re-exports these names without __all__ (mypy strict: ignore).
-from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
+from tuf.api.metadata import TargetFile, Targets  # type: ignore[attr-defined]
 
 from index import paths
 from keys import strict_json
@@ -26,7 +26,7 @@ from keys.errors import StrictJSONError
 from keys.store import is_key_id
 from loader.fields import check_name, check_types, check_version, show
 
-__all__ = ["IndexState", "Release", "TargetInfo"]
+__all__ = ["IndexState", "Release", "TargetInfo", "shadowed"]
 
 _PLATFORM = re.compile(r"any|[a-z0-9]+-[a-z0-9_]+")
 _FILENAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -243,3 +243,16 @@ def _signed_manifest(
     if manifest is None or manifest.path != manifest_path:
         raise StrictJSONError(f"{where}: the manifest target {manifest_path} is not signed")
     return manifest
+
+
+def shadowed(top: Targets, target_path: str) -> str | None:
+    """Why the top-level targets role's own entry for ``target_path`` is not taken: the path
+    is delegated to a publisher role, which alone may list it (TUF would take the delegator's
+    own entry first); None when it is not such an entry."""
+    roles = top.delegations.roles if top.delegations is not None else None
+    if target_path not in top.targets or not roles:
+        return None
+    for name, role in roles.items():
+        if name.startswith(paths.PUBLISHER_ROLE_PREFIX) and role.is_delegated_path(target_path):
+            return f"{target_path} is delegated to role {name}, but targets lists it itself"
+    return None

@@ -80,6 +80,7 @@ from registry_client.releases import (
     TargetInfo,
     _release,
     _target_info,
+    shadowed,
 )
 
 __all__ = [
@@ -325,7 +326,10 @@ class RegistryClient:
         target_path = paths.releases_path(name)
         with self._refusing(f"looking up {name}"):
             tf = updater.get_targetinfo(target_path)
-        if tf is None:
+        shadow = shadowed(updater._trusted_set.targets, target_path)
+        if shadow is not None:  # only the publisher's role may list a delegated plugin
+            self.warnings.append(f"registry {self.name}: {shadow}; ignored")
+        if tf is None or shadow is not None:
             return []
         where = f"target {target_path}"
         out: list[Release] = []
