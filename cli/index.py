@@ -258,35 +258,6 @@ def publish_cmd(
         _said_push(pushed, False)
 
 
-@index.command("push")
-@_repo_option
-@click.option("--to", required=True, metavar="s3://BUCKET/PREFIX", help="Where to upload.")
-@_endpoint_option
-@click.option("--dry-run", is_flag=True, help="List what would be uploaded; upload nothing.")
-@click.option("--jobs", type=click.IntRange(1, 32), default=4, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def push_cmd(
-    repo_dir: Path, to: str, endpoint_url: str | None, dry_run: bool, jobs: int, as_json: bool
-) -> None:
-    """Upload DIR/published to S3-compatible storage, timestamp.json last (e.g. from cron).
-
-    Credentials and region come from the standard AWS settings (AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION; us-east-1 if none).
-    """
-    with _refusals():
-        where = S3Location.parse(to)
-        with IndexRepo.open(repo_dir) as repo:  # held: no publish changes the folder meanwhile
-            result = push(
-                repo.published_dir,
-                where,
-                endpoint_url=endpoint_url,
-                dry_run=dry_run,
-                jobs=jobs,
-                progress=_progress,
-            )
-    _said_push(result, as_json)
-
-
 @index.command("timestamp")
 @_repo_option
 def timestamp_cmd(repo_dir: Path) -> None:

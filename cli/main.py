@@ -25,6 +25,7 @@ from cli import registries as cli_registries
 from cli.common import Context, refusals
 from cli.index import index as index_group
 from cli.index_keys import COMMANDS as INDEX_KEY_COMMANDS
+from cli.index_push import COMMANDS as INDEX_PUSH_COMMANDS
 from cli.index_releases import COMMANDS as INDEX_RELEASE_COMMANDS
 from loader.home import Home
 from loader.journal import roll_forward
@@ -81,7 +82,11 @@ for _command in (
     cli.add_command(_command)
 
 
-for _command in (*INDEX_RELEASE_COMMANDS, *INDEX_KEY_COMMANDS):  # yank, ..., status, sign
+for _command in (
+    *INDEX_RELEASE_COMMANDS,
+    *INDEX_KEY_COMMANDS,
+    *INDEX_PUSH_COMMANDS,
+):  # yank, ..., status, sign
     index_group.add_command(_command)
 
 

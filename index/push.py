@@ -30,7 +30,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from tuf.api.metadata import Metadata, Root  # type: ignore[attr-defined]
 
 from index.errors import IndexRepoError
+from index.s3_client import make_client, talking
 from loader.fields import show
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ _PREFIX_PART = re.compile(r"[A-Za-z0-9._~-]+")  # unreserved in a URL: the clien
 _KEY_PART = re.compile(r"[A-Za-z0-9._!+-]+")  # what index.paths lets into a target path
 _VERSIONED = re.compile(r"[1-9][0-9]{0,9}\.([A-Za-z0-9._-]+)\.json")
 _MD5 = re.compile(r"[0-9a-f]{32}")
-_ENDPOINT = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[\w.~/-]*)?")
 _TYPES = {"targets": "application/octet-stream"}
 _MAX_PAGES = 10_000  # of a listing (1,000 keys each); past it, objects count as absent
 
@@ -204,68 +204,11 @@ def _check_complete(found: list[_Object]) -> None:
         raise IndexRepoError(f"published/metadata/{name} is missing; run pm-plugins index publish")
 
 
-def make_client(endpoint_url: str | None = None) -> S3Client:
-    """An S3 client from the standard AWS settings (credentials, ``AWS_ENDPOINT_URL``, region;
-    us-east-1 if none); path-style addressing when the endpoint is not Amazon's."""
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise IndexRepoError(
-            "pushing to S3 needs boto3, which is not installed: pip install 'pm-plugins[s3]'"
-        ) from None
-
-    if endpoint_url is not None and not _ENDPOINT.fullmatch(endpoint_url):
-        raise IndexRepoError(f"--endpoint-url {show(endpoint_url)} is not like http://HOST:PORT")
-    env = os.environ
-    custom = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    session = boto3.session.Session()
-    config = Config(
-        region_name=session.region_name or "us-east-1",
-        s3={"addressing_style": "path" if custom else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-        # Content-MD5, not botocore's streamed checksums, which many S3 lookalikes refuse
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
-
-
-def _said(exc: BaseException) -> str:
-    """What the server (or the connection) said, as part of a sentence, made printable."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        error = response.get("Error", {})
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
-        code = "" if code == str(status) else f" {code}"
-        text = f"the server answered {status}{code}: {message}".rstrip(": .")
-    elif type(exc).__name__ == "NoCredentialsError":
-        text = "no S3 credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-    else:
-        text = str(exc) or type(exc).__name__
-    text = "".join(c if c.isprintable() else "?" for c in " ".join(text.split())).rstrip(".")
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-@contextmanager
-def _talking(doing: str) -> Iterator[None]:
-    """Any failure inside is one sentence: what we were doing and what was said."""
-    try:
-        yield
-    except IndexRepoError:
-        raise
-    except Exception as e:  # botocore's errors, connection errors, OSError
-        raise IndexRepoError(f"{doing} failed: {_said(e)}") from e
-
-
 def _remote(client: S3Client, loc: S3Location) -> dict[str, tuple[int, str]]:
     """``rel -> (size, ETag)`` of what the bucket holds under the prefix."""
     found: dict[str, tuple[int, str]] = {}
     start = loc.key("")
-    with _talking(f"listing {loc}"):
+    with talking(f"listing {loc}"):
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=start)
         for page in itertools.islice(pages, _MAX_PAGES):  # a server may never say "done"
             for item in page.get("Contents", []):
@@ -274,13 +217,19 @@ def _remote(client: S3Client, loc: S3Location) -> dict[str, tuple[int, str]]:
     return found
 
 
-def _same(client: S3Client, loc: S3Location, o: _Object, there: tuple[int, str]) -> bool:
+def _same(
+    client: S3Client, loc: S3Location, o: _Object, there: tuple[int, str], verify: bool
+) -> bool:
     size, etag = there
     if size != o.size:
         return False
+    if verify:  # the listing's claims aside: read the bytes back
+        with talking(f"reading s3://{loc.bucket}/{loc.key(o.rel)}"):
+            body = client.get_object(Bucket=loc.bucket, Key=loc.key(o.rel))["Body"]
+            return hashlib.sha256(body.read(o.size + 1)).hexdigest() == o.sha256
     if _MD5.fullmatch(etag):
         return etag == o.md5
-    with _talking(f"reading s3://{loc.bucket}/{loc.key(o.rel)}"):
+    with talking(f"reading s3://{loc.bucket}/{loc.key(o.rel)}"):
         head = client.head_object(Bucket=loc.bucket, Key=loc.key(o.rel))
     return head.get("Metadata", {}).get("sha256") == o.sha256
 
@@ -290,7 +239,7 @@ def _check_rollback(client: S3Client, loc: S3Location, stamp: _Object, root: byt
     than ours (one they did not sign is nothing a reader could have trusted: replaced)."""
     ours = _version_of(stamp.data, "timestamp.json")["version"]
     url = f"s3://{loc.bucket}/{loc.key(stamp.rel)}"
-    with _talking(f"reading {url}"):
+    with talking(f"reading {url}"):
         data = client.get_object(Bucket=loc.bucket, Key=loc.key(stamp.rel))["Body"].read(1 << 20)
     try:
         md = Metadata.from_bytes(data)
@@ -306,13 +255,16 @@ def _check_rollback(client: S3Client, loc: S3Location, stamp: _Object, root: byt
         )
 
 
-def _plan(client: S3Client, loc: S3Location, objects: list[_Object]) -> tuple[list[_Object], int]:
-    """What to upload (in order) and how many objects are already there."""
+def _plan(
+    client: S3Client, loc: S3Location, objects: list[_Object], verify: bool = False
+) -> tuple[list[_Object], int]:
+    """What to upload (in order) and how many objects are already there (with `verify`, read
+    back and compared, not taken from the listing)."""
     remote = _remote(client, loc)
     todo: list[_Object] = []
     for o in objects:
         there = remote.get(o.rel)
-        if there is not None and _same(client, loc, o, there):
+        if there is not None and _same(client, loc, o, there, verify):
             continue
         if there is not None and o.phase in ("metadata", "snapshot"):
             raise IndexRepoError(
@@ -328,7 +280,7 @@ def _plan(client: S3Client, loc: S3Location, objects: list[_Object]) -> tuple[li
 
 def _put(client: S3Client, loc: S3Location, o: _Object) -> None:
     key = loc.key(o.rel)
-    with _talking(f"uploading s3://{loc.bucket}/{key}"), ExitStack() as files:
+    with talking(f"uploading s3://{loc.bucket}/{key}"), ExitStack() as files:
         answer = client.put_object(
             Bucket=loc.bucket,
             Key=key,
@@ -384,6 +336,7 @@ def push(
     client: S3Client | None = None,
     endpoint_url: str | None = None,
     dry_run: bool = False,
+    verify: bool = False,
     jobs: int = 4,
     progress: Callable[[str], None] | None = None,
 ) -> PushResult:
@@ -391,7 +344,7 @@ def push(
     loc = to if isinstance(to, S3Location) else S3Location.parse(to)
     objects = _local_objects(Path(published))
     s3 = client if client is not None else make_client(endpoint_url)
-    todo, skipped = _plan(s3, loc, objects)
+    todo, skipped = _plan(s3, loc, objects, verify)
     stamp = _version_of(next(o.data for o in objects if o.phase == "timestamp"), "timestamp")
     result = PushResult(str(loc), [o.rel for o in todo], skipped, sum(o.size for o in todo))
     result.dry_run, result.timestamp_version = dry_run, stamp["version"]
