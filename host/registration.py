@@ -239,9 +239,15 @@ class Registrations:
                 raise RuntimeError(
                     f"cannot reload {name} alone: {', '.join(needing)} needs it; restart the host"
                 )
+            off = any(
+                m.name == name and m.state is ModuleState.DISABLED
+                for m in self.host.modules.modules()
+            )  # a person turned it off: it stays off
             self._forget(name)
             reason = self._adopt(name)
-        if reason is None:
+        if reason is None and off:
+            self.host.modules.disable(name)
+        elif reason is None:
             self._start(name)
         return reason
 

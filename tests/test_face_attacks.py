@@ -589,6 +589,19 @@ def test_reload_verifies_again_and_refuses_swapped_bytes_or_an_untrusted_signer(
         assert steady_row(running)[1] is None
 
 
+def test_reload_leaves_a_plugin_the_person_disabled_off(
+    home: Home, publisher: Publisher, root: Path
+) -> None:
+    install_face(home, publisher, root / "w", "steady")
+    with Running(home) as running:
+        running.ask("disable", module="steady")
+        said = running.ask("reload", module="steady")
+        assert said["state"] == "disabled", said
+        assert steady_row(running)[1] is None  # no process
+        running.ask("enable", module="steady")
+        assert wait_for(lambda: steady_row(running)[0] == "running", 20)
+
+
 # == 2. the dashboard (last: its module-wide host outlives the tests before it) ====================
 
 
