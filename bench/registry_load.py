@@ -1,8 +1,7 @@
 """Registry load benchmark: many TUF clients against one static server of one index.
 
-Why it exists: bench/registry.py measures one client; sizing a registry needs what the
-*server* side costs per client (requests, bytes, CPU) and how that scales to a fleet.
-Measured in one run, over real HTTP on 127.0.0.1:
+Why it exists: bench/registry.py measures one client; sizing a registry needs what the *server*
+side costs per client (requests, bytes, CPU) and how that scales to a fleet. Measured in one run:
 
 - the index: bench/registry.py's 10,000 releases (2,500 plugins x 4 versions) with
   ``HASH_BINS`` hash bins, built and published once (its builder functions, imported);
@@ -21,8 +20,8 @@ Measured in one run, over real HTTP on 127.0.0.1:
   did), server and client CPU ms; p50/p99 times; clients/s; errors.
 
 The notes turn the per-client figures into a day of 1 million clients refreshing hourly
-against a CDN; that part is arithmetic, not measurement. Run alone with
-`python -m bench.registry_load`; under a minute on 2 CPUs (the budgets bound it).
+against a CDN; that part is arithmetic, not measurement. `python -m bench.registry_load`:
+under a minute on 2 CPUs (the budgets bound it).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ the name rules are the installer's, so `new` never writes a plugin `install` wou
 
 from __future__ import annotations
 
+import stat
 import time
 from pathlib import Path
 
@@ -63,9 +64,14 @@ def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
     skip = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "dist"}
     seen = []
     for path in sorted(directory.rglob("*")):
-        if skip.intersection(path.relative_to(directory).parts) or not path.is_file():
+        if skip.intersection(path.relative_to(directory).parts):
             continue
-        info = path.stat()
+        try:
+            info = path.stat()
+        except OSError:  # an editor's temp file, gone between the listing and the look
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
         seen.append((str(path.relative_to(directory)), info.st_size, info.st_mtime_ns))
     return tuple(seen)
 
@@ -90,7 +96,10 @@ def _dev_round(ctx: Context, directory: Path, round_: int) -> str:
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--once", is_flag=True, help="Install and restart it once, then exit.")
-@click.option("--interval", default=0.5, show_default=True, help="Seconds between looks.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+    help="Seconds between looks at the folder.",
+)  # fmt: skip
 @pass_ctx
 def dev(ctx: Context, directory: Path, once: bool, interval: float) -> None:
     """Run the plugin source in DIRECTORY in the booted dev-mode host, unsigned, and run it
@@ -103,7 +112,10 @@ def dev(ctx: Context, directory: Path, once: bool, interval: float) -> None:
             "start it with `pm-plugins --dev-mode boot`"
         )
     round_, seen = 1, _fingerprint(directory)
-    click.echo(_dev_round(ctx, directory, round_))
+    said = _dev_round(ctx, directory, round_)
+    click.echo(said)
+    if once and not said.endswith(": running"):
+        raise click.ClickException(f"{directory} does not run in the booted host")
     while not once:
         time.sleep(interval)
         now = _fingerprint(directory)

@@ -76,11 +76,14 @@ def _options_text(options: list[dict[str, Any]]) -> str:
     return table(["KEY", "TYPE", "VALUE", "PLUGIN", "DESCRIPTION"], rows)
 
 
-def _offline(ctx: Context) -> dict[str, Any]:
-    """What is known without a running host: saved values and static config."""
+def _offline(ctx: Context, plugin: str | None) -> dict[str, Any]:
+    """What is known without a running host: saved values and static config (of `plugin`)."""
     saved = read_values(ctx.home.config_values)
+    if plugin:
+        saved = {k: v for k, v in saved.items() if k.startswith(f"plugins/{plugin}/")}
+    entries = read_plugins_json(ctx.home.plugins_json)
     static = {
-        e.name: json.loads(e.config) for e in read_plugins_json(ctx.home.plugins_json) if e.config
+        e.name: json.loads(e.config) for e in entries if e.config and plugin in (None, e.name)
     }
     return {
         "running": False,
@@ -110,7 +113,7 @@ def config_list(ctx: Context, as_json: bool, plugin: str | None = None) -> None:
         except ControlError as err:
             if "no host is running" not in str(err):
                 raise
-            data = _offline(ctx)
+            data = _offline(ctx, plugin)
             lines = [f"{k} = {_shown(v['value'])} (saved)" for k, v in data["saved"].items()]
             lines += [f"static {n}: {_shown(c)}" for n, c in data["static"].items()]
             note = "no host is running: options exist while their plugins run; saved values:"
@@ -135,25 +138,27 @@ def config_get(ctx: Context, key: str, as_json: bool) -> None:
 @config.command("set")
 @click.argument("key")
 @click.argument("values", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the option as JSON.")
 @pass_ctx
-def config_set(ctx: Context, key: str, values: tuple[str, ...]) -> None:
+def config_set(ctx: Context, key: str, values: tuple[str, ...], as_json: bool) -> None:
     """Set option KEY to VALUES, typed as the option declares; the plugin sees it at once
     and the value is kept across restarts. A list takes several words or one JSON list."""
     with refusals():
         option = request(ctx.home.control_socket, "config-get", key=key)
         plain = plain_from_text(values, option["type"], option["key"])
         option = request(ctx.home.control_socket, "config-set", key=option["key"], value=plain)
-    click.echo(f"{option['key']} = {_shown(option['value'])}")
+    emit(option, as_json, f"{option['key']} = {_shown(option['value'])}")
 
 
 @config.command("reset")
 @click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the option as JSON.")
 @pass_ctx
-def config_reset(ctx: Context, key: str) -> None:
+def config_reset(ctx: Context, key: str, as_json: bool) -> None:
     """Forget the value set for option KEY: its default applies again."""
     with refusals():
         option = request(ctx.home.control_socket, "config-reset", key=key)
-    click.echo(f"{option['key']} = {_shown(option['value'])} (default)")
+    emit(option, as_json, f"{option['key']} = {_shown(option['value'])} (default)")
 
 
 @config.command("static")
@@ -174,6 +179,6 @@ def config_static(ctx: Context, name: str, key: str, value: str | None, unset: b
                 plain = json.loads(value)
             except ValueError:
                 plain = value
-        set_static(ctx.home, name, key, plain)
+        set_static(ctx.home, name, key, plain, unset=unset)
     what = "removed" if unset else f"= {_shown(plain)}"
     click.echo(f"static config of {name}: {key} {what}; it applies when {name} next starts")

@@ -37,6 +37,7 @@ from index import (
 )
 from index.intake import MAX_ENVELOPE, release_from_package
 from index.paths import TOP_ROLES
+from index.s3_client import make_client
 from keys import ed25519
 from keys.errors import KeysError
 from loader.errors import LoaderError
@@ -56,6 +57,9 @@ def _refusals() -> Iterator[None]:
         yield
     except (IndexRepoError, KeysError, LoaderError, RegistryError) as e:
         raise click.ClickException(str(e)) from e
+    except OSError as err:  # the disk, not us: which file and what the system said
+        where = f"{err.filename}: " if err.filename else ""
+        raise click.ClickException(f"{where}{err.strerror or err}") from err
 
 
 def _passphrase() -> Passphrases:
@@ -227,15 +231,14 @@ def publish_cmd(
     """Sign what changed, then snapshot and timestamp; write DIR/published (and push it)."""
     with _refusals():
         where = S3Location.parse(to) if to is not None else None
+        s3 = make_client(endpoint_url) if where is not None else None  # refused before signing
         with IndexRepo.open(repo_dir, passphrase=_passphrase()) as repo:
             if hash_bins is not None:
                 repo.set_hash_bins(hash_bins)
             result = repo.publish()
             pushed = None
             if where is not None:  # still holding the lock: the folder is as published
-                pushed = push(
-                    repo.published_dir, where, endpoint_url=endpoint_url, progress=_progress
-                )
+                pushed = push(repo.published_dir, where, client=s3, progress=_progress)
     if as_json:
         extra = {"push": pushed.to_json()} if pushed else {}
         click.echo(json.dumps({**result.__dict__, **extra}, sort_keys=True))

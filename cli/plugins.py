@@ -278,8 +278,9 @@ def uninstall_cmd(ctx: Context, name: str, force: bool, purge: bool) -> None:
     values and data folder are kept for a reinstall unless --purge."""
     with refusals():
         version = uninstall(ctx.home, name, force=force)
-        removed = purge_plugin(ctx.home, name) if purge else []
     click.echo(f"uninstalled {name} {version}")
+    with refusals():  # after the uninstall, said first, so a failed purge loses no news
+        removed = purge_plugin(ctx.home, name) if purge else []
     for what in removed:
         click.echo(f"removed {what}")
 

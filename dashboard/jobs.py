@@ -30,6 +30,7 @@ KINDS = {
     "uninstall": catalog.uninstall_plugin,
 }
 KEEP = 20  # jobs shown
+MAX_WAITING = 8  # jobs waiting or running at once (each holds a thread)
 MAX_LINES = 200  # progress lines kept per job
 MAX_LINE = 2048  # characters kept per line
 
@@ -66,6 +67,11 @@ class Jobs:
         if kind not in KINDS:
             raise ValueError(f"unknown job {kind!r}: one of {', '.join(KINDS)}")
         with self._lock:
+            waiting = sum(j.state not in ("done", "refused") for j in self._jobs)
+            if waiting >= MAX_WAITING:
+                raise ValueError(
+                    f"{waiting} jobs are waiting or running already; start this one when they end"
+                )
             job = Job(next(self._ids), kind, name)
             self._jobs.append(job)
             done = [j for j in self._jobs if j.state in ("done", "refused")]

@@ -86,13 +86,13 @@ class Live:
         """The plugin versions the booted host runs (None: no host answers)."""
         try:
             modules = request(self._control, "status", timeout=5)["modules"]
-        except (ControlError, KeyError, TypeError):
+            return {
+                m["name"]: m.get("version") or ""
+                for m in modules
+                if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
+            }
+        except (ControlError, KeyError, TypeError, AttributeError):
             return None
-        return {
-            m["name"]: m.get("version") or ""
-            for m in modules
-            if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
-        }
 
     def _run(self) -> None:
         while not self._closed:

@@ -121,6 +121,8 @@ class ReferenceHost:
 
     def boot(self) -> BootPlan:
         """Verify, register and start everything that may run. Never raises for a plugin."""
+        if self.registrations is not None:
+            self.registrations.sweep()
         try:
             with reading(self.home):  # no install commits or deletes while we read
                 self.plan = plan_for_host(

@@ -180,7 +180,11 @@ class Registrations:
         self._booted = False
         self._pending: list[str] = []  # registered while the host was still booting
         self._closed = False  # the host shuts down: no more changes
-        for stale in host.home.root.glob(_COPY_PREFIX + "*"):  # a host killed mid-copy
+
+    def sweep(self) -> None:
+        """Remove copies a host killed mid-registration left behind. Called by `boot`, once
+        this host owns the state root (its control socket is up): never another host's."""
+        for stale in self.host.home.root.glob(_COPY_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)
 
     def register_plugin(self, registrar: str, config: plugins_pb2.PluginConfig) -> None:

@@ -248,7 +248,9 @@ class KeyStore:
         if len(found) != 1:
             raise IndexRepoError(f"{key_id!r} names {len(found)} keys of the current root, not 1")
         kid = found[0]
-        role = next(r for r in paths.TOP_ROLES if kid in root.roles[r].keyids)
+        role = next((r for r in paths.TOP_ROLES if kid in root.roles[r].keyids), None)
+        if role is None:
+            raise IndexRepoError(f"key {kid[:16]} is in the root but signs none of its roles")
         scheme = uri.partition(":")[0]
         if scheme not in SIGNER_FOR_URI_SCHEME:
             known = ", ".join(sorted(SIGNER_FOR_URI_SCHEME))

@@ -43,8 +43,7 @@ from keys.errors import KeysError
 
 __all__ = ["MAX_REASON", "RETIRED_FILE", "LifecycleMixin"]
 
-#: The longest yank reason (the client refuses longer ones).
-MAX_REASON = 200
+MAX_REASON = paths.MAX_YANK_REASON
 RETIRED_FILE = "retired.json"
 
 

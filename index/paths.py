@@ -49,6 +49,8 @@ BINS_ROLE = "bins"
 BIN_PREFIX = "bin"
 PUBLISHER_ROLE_PREFIX = "publisher-"
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
+#: The longest yank reason: `index yank` refuses a longer one, and so does the client.
+MAX_YANK_REASON = 200
 
 # The plugin name rule of plugins.json and manifests (loader.fields.NAME_PATTERN).
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

@@ -30,7 +30,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,7 +226,8 @@ def _same(
     if verify:  # the listing's claims aside: read the bytes back
         with talking(f"reading s3://{loc.bucket}/{loc.key(o.rel)}"):
             body = client.get_object(Bucket=loc.bucket, Key=loc.key(o.rel))["Body"]
-            return hashlib.sha256(body.read(o.size + 1)).hexdigest() == o.sha256
+            with closing(body):  # its connection goes back to the pool
+                return hashlib.sha256(body.read(o.size + 1)).hexdigest() == o.sha256
     if _MD5.fullmatch(etag):
         return etag == o.md5
     with talking(f"reading s3://{loc.bucket}/{loc.key(o.rel)}"):
@@ -240,7 +241,9 @@ def _check_rollback(client: S3Client, loc: S3Location, stamp: _Object, root: byt
     ours = _version_of(stamp.data, "timestamp.json")["version"]
     url = f"s3://{loc.bucket}/{loc.key(stamp.rel)}"
     with talking(f"reading {url}"):
-        data = client.get_object(Bucket=loc.bucket, Key=loc.key(stamp.rel))["Body"].read(1 << 20)
+        body = client.get_object(Bucket=loc.bucket, Key=loc.key(stamp.rel))["Body"]
+        with closing(body):
+            data = body.read(1 << 20)
     try:
         md = Metadata.from_bytes(data)
         Metadata[Root].from_bytes(root).signed.verify_delegate("timestamp", md.signed_bytes,

@@ -341,8 +341,11 @@ def _check_top_level(files: list[str], plugin: str, owners: dict[str, str]) -> N
                 f"{owner} ships {show(path, 60)}, which would take the place of {plugin}'s "
                 f"own __main__.py in the zipapp"
             )
-        if module in RUNTIME_MODULES or module in sys.stdlib_module_names:
-            runtime = module in RUNTIME_MODULES
+        runtime = any(  # the module, a package above it (google), or one inside it
+            module == r or r.startswith(module + ".") or module.startswith(r + ".")
+            for r in RUNTIME_MODULES
+        )
+        if runtime or module in sys.stdlib_module_names:
             whose = "the one the host's runtime provides" if runtime else "Python's own"
             raise BundleError(
                 f"{owner} ships the module {show(module, 60)}, which would hide {whose} "

@@ -35,9 +35,11 @@ def read_static(home: Home, name: str) -> dict[str, Any]:
     raise InstallError(f"plugin {name} is not in plugins.json")
 
 
-def set_static(home: Home, name: str, key: str, value: Any | None) -> dict[str, Any]:
-    """Set (or with None, remove) `key` of plugin `name`'s static config; returns the new
-    config. The plugin reads it at its next start."""
+def set_static(
+    home: Home, name: str, key: str, value: Any = None, *, unset: bool = False
+) -> dict[str, Any]:
+    """Set `key` of plugin `name`'s static config to `value` (JSON null included), or with
+    `unset` remove it; returns the new config. The plugin reads it at its next start."""
     if not key:
         raise InstallError("a static config key cannot be empty")
     with changing(home):
@@ -47,7 +49,7 @@ def set_static(home: Home, name: str, key: str, value: Any | None) -> dict[str, 
             raise InstallError(f"plugin {name} is not in plugins.json")
         entry = entries[i]
         config = _as_object(name, entry.config)
-        if value is None:
+        if unset:
             if key not in config:
                 raise InstallError(f"the static config of {name} has no key {key}")
             del config[key]

@@ -33,7 +33,6 @@ _FILENAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HASH_NAME = re.compile(r"[a-z0-9-]{1,32}")
 _HEX = re.compile(r"[0-9a-f]{16,256}")
 _MAX_DESCRIPTION = 4096
-_MAX_REASON = 200
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ def _yank(custom: dict[str, Any], *, where: str) -> tuple[bool, str]:
     ``yanked_reason`` printable text; a wrong type makes the entry malformed."""
     yanked = strict_json.optional(custom, "yanked", bool, False, where=where)
     reason = strict_json.optional(custom, "yanked_reason", str, "", where=where)
-    if len(reason) > _MAX_REASON or any(not ch.isprintable() for ch in reason):
+    if len(reason) > paths.MAX_YANK_REASON or any(not ch.isprintable() for ch in reason):
         raise StrictJSONError(f'{where}: field "yanked_reason" is too long or not printable')
     return yanked, reason if yanked else ""
 

@@ -148,6 +148,8 @@ def query(cli: Cli, domain: str) -> str:
 
 def test_dev_refuses_a_host_not_in_dev_mode(cli: Cli, tmp_path: Path) -> None:
     cli("new", "hello", "--type", "decider", "--dir", str(tmp_path / "hello"))
+    busy = cli("dev", str(tmp_path / "hello"), "--interval", "0", ok=False)
+    assert busy.returncode == 2 and "--interval" in busy.stderr  # no busy loop
     missing = cli("dev", str(tmp_path / "hello"), "--once", ok=False)
     assert missing.returncode == 1 and "no host is running for this state root" in missing.stderr
     booted = subprocess.Popen(

@@ -260,6 +260,7 @@ def test_a_main_module_in_a_dependency_is_refused(tmp_path: Path) -> None:
         ({"logging/__init__.py": ""}, 'ships the module "logging", which would hide Python'),
         ({"pm_plugin/__init__.py": ""}, 'ships the module "pm_plugin", which would hide the one'),
         ({"google/protobuf/__init__.py": ""}, 'ships the module "google.protobuf", which would'),
+        ({"google/__init__.py": ""}, 'ships the module "google", which would hide the one'),
     ],
 )
 def test_a_dependency_hiding_the_stdlib_or_the_runtime_is_refused(

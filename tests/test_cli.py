@@ -423,3 +423,13 @@ def test_notifications_are_listed_and_answered_from_the_command_line(
         if proc.poll() is None:
             proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_an_index_command_refused_by_the_disk_says_so_in_one_sentence(tmp_path: Path) -> None:
+    import click
+
+    from cli.index import _refusals
+
+    with pytest.raises(click.ClickException) as err, _refusals():
+        (tmp_path / "missing" / "x.json").write_text("{}")
+    assert err.value.message == f"{tmp_path / 'missing' / 'x.json'}: No such file or directory"

@@ -156,6 +156,9 @@ def test_static_config_is_set_and_unset_in_plugins_json(cli: Cli, tmp_path: Path
     cli("config", "static", "hosts", "limit", "--unset")
     (entry,) = json.loads((cli.home / "plugins.json").read_text())
     assert entry["config"] == {"path": "/etc/hosts"}
+    cli("config", "static", "hosts", "nothing", "null")  # JSON null is a value, not --unset
+    (entry,) = json.loads((cli.home / "plugins.json").read_text())
+    assert entry["config"] == {"path": "/etc/hosts", "nothing": None}
     missing = cli("config", "static", "nope", "path", "x", ok=False)
     assert missing.returncode == 1 and missing.stderr.strip() == (
         "Error: plugin nope is not in plugins.json"

@@ -951,3 +951,34 @@ def test_an_install_from_the_page_that_needs_consent_is_refused(bench: Bench) ->
         assert job is not None and job["state"] == "refused", job
         assert "capabilit" in job["error"] or "signer" in job["error"], job
         assert read_lock(bench.home.lock_file)["capsy"].version == "1.0.0"
+
+
+class _QuietLive:
+    """What `Jobs` needs of the live state, and nothing else."""
+
+    def set(self, key: str, value: object) -> None:
+        pass
+
+    def poke(self) -> None:
+        pass
+
+    def running_versions(self) -> dict[str, str] | None:
+        return None
+
+
+def test_a_page_cannot_pile_up_waiting_jobs(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import jobs as jobs_module
+
+    release = threading.Event()
+    monkeypatch.setitem(jobs_module.KINDS, "install", lambda *args: release.wait(10))
+    jobs = jobs_module.Jobs(home, _QuietLive())  # type: ignore[arg-type]
+    try:
+        for i in range(jobs_module.MAX_WAITING):
+            jobs.start("install", f"p{i}")
+        with pytest.raises(ValueError, match="jobs are waiting or running already"):
+            jobs.start("install", "one-more")
+    finally:
+        release.set()
+        jobs.close(timeout=10)
+    jobs.start("install", "after")  # they ended: room again
+    jobs.close(timeout=10)

@@ -463,3 +463,15 @@ def test_the_lock_keeps_registered_by_and_reads_old_locks(tmp_path: Path) -> Non
     path.write_text(json.dumps(doc))
     with pytest.raises(LockFileError, match='field "registered_by"'):
         read_lock(path)
+
+
+def test_stale_copies_are_swept_when_a_host_boots_not_when_another_is_made(home: Home) -> None:
+    stale = home.root / ".register-left-by-a-killed-host"
+    stale.mkdir()
+    host = ReferenceHost(home, dev_mode=False, installer=Registrar(home, dev_mode=False))
+    assert stale.exists()  # made, not booted: it may be a second host, refused in a moment
+    host.boot()
+    try:
+        assert not stale.exists()
+    finally:
+        host.shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,13 @@ def test_a_notification_shown_before_the_test_asks_is_still_the_next(tmp_path: P
         assert (first.title, first.message) == ("Hello", "from on_init")
         with pytest.raises(AssertionError, match=r"showed no notification in 0\.2 s"):
             plugin.next_notification(timeout=0.2)
+
+
+def test_half_a_handshake_and_a_hang_is_refused_within_the_timeout(tmp_path: Path) -> None:
+    script = tmp_path / "half"
+    script.write_text("#!/bin/sh\nprintf '1|1|unix|/tmp/x'\nexec sleep 30\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(PluginStartError, match="printed no handshake in 1 s"):
+        PluginUnderTest(script, start_timeout=1.0).start()
+    assert time.monotonic() - started < 10

@@ -10,13 +10,16 @@ stderr, as `pm_plugin.serve()` writes it) so a test can read it and a crash can 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import select
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 
 COOKIE = ("PORTMASTER_PLUGIN", "hello")
 #: Log records kept (the oldest are dropped), so a chatty plugin cannot exhaust the test.
@@ -88,9 +91,10 @@ class PluginProcess:
 
     def _handshake_line(self, timeout: float) -> str:
         assert self.proc is not None and self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else b""
-        if not line:
+        line = _read_line(self.proc.stdout.fileno(), time.monotonic() + timeout)
+        if line.endswith(b"\n"):  # what it prints later is drained, so it never blocks
+            threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
+        else:
             code = self.exit_code(wait=0.5)
             self.stop()
             self._stderr.join(2.0)  # what it said before it ended, all of it
@@ -105,12 +109,13 @@ class PluginProcess:
 
     def _drain_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            record = _record(raw.decode(errors="replace").rstrip("\n"))
-            with self.changed:
-                self.records.append(record)
-                del self.records[:-MAX_RECORDS]
-                self.changed.notify_all()
+        with self.proc.stderr as stderr:  # closed once the plugin has ended
+            for raw in stderr:
+                record = _record(raw.decode(errors="replace").rstrip("\n"))
+                with self.changed:
+                    self.records.append(record)
+                    del self.records[:-MAX_RECORDS]
+                    self.changed.notify_all()
 
     def exit_code(self, wait: float = 0.0) -> int | None:
         if self.proc is None:
@@ -129,3 +134,25 @@ class PluginProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _read_line(fd: int, deadline: float) -> bytes:
+    """One line from `fd`, or what came before the deadline or the end (no newline then):
+    a plugin that prints half a handshake and hangs cannot hold the test past its timeout."""
+    got = b""
+    while not got.endswith(b"\n") and len(got) < 4096:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def _drain(stream: IO[bytes]) -> None:
+    """Read and drop what the plugin writes to stdout after its handshake, until it ends."""
+    with contextlib.suppress(OSError, ValueError), stream:
+        while stream.read(65536):
+            pass
