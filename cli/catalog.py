@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from packaging.version import InvalidVersion, Version
 
 from cli.common import Context, emit, pass_ctx, refusals, registry_clients
 from cli.render import may, table
@@ -17,6 +16,7 @@ from loader.journal import reading
 from loader.lockfile import read_lock
 from registry_client.reading import installed_capabilities
 from registry_client.registry_install import index_manifest
+from registry_client.search import newest_matching, rank
 from registry_client.tuf_client import RegistryClient, Release
 
 
@@ -27,17 +27,7 @@ from registry_client.tuf_client import RegistryClient, Release
 def search(ctx: Context, text: str, as_json: bool) -> None:
     """Plugins in the index whose name or description contains TEXT."""
     with refusals():
-        found = []
-        for client in registry_clients(ctx, cached_ok=True):
-            for release in client.releases():
-                haystack = f"{release.name} {release.description}".lower()
-                if text.lower() in haystack:
-                    found.append((client.name, release))
-    newest: dict[str, tuple[str, Release]] = {}
-    for registry, release in found:
-        seen = newest.get(release.name)
-        if seen is None or _rank(release) > _rank(seen[1]):
-            newest[release.name] = (registry, release)
+        found = newest_matching(registry_clients(ctx, cached_ok=True), text)
     data: list[dict[str, Any]] = [
         {
             "name": r.name,
@@ -46,7 +36,7 @@ def search(ctx: Context, text: str, as_json: bool) -> None:
             "description": r.description,
             "registry": reg,
         }
-        for reg, r in sorted(newest.values(), key=lambda x: x[1].name)
+        for reg, r in found
     ]
     rows = [[d["name"], d["version"], ",".join(d["types"]), d["description"]] for d in data]
     emit(
@@ -54,18 +44,6 @@ def search(ctx: Context, text: str, as_json: bool) -> None:
         as_json,
         table(["NAME", "VERSION", "TYPES", "DESCRIPTION"], rows) if rows else "no plugin found",
     )
-
-
-def _rank(release: Release) -> tuple[bool, Version]:
-    """Newest first, a release that is not yanked before any yanked one."""
-    return not release.yanked, _version(release.version)
-
-
-def _version(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return Version("0")
 
 
 @click.command()
@@ -83,7 +61,7 @@ def info(ctx: Context, name: str, as_json: bool) -> None:
                 break
         if not found:
             raise click.ClickException(f"no plugin named {name} is in any configured registry")
-        found.sort(key=lambda x: _rank(x[1]), reverse=True)
+        found.sort(key=lambda x: rank(x[1]), reverse=True)
         trust = ctx.trust()
         facts = index_manifest(*found[0], trust)
         newest = facts.capabilities if facts else None

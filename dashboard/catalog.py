@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from keys.errors import KeysError
 from keys.store import TrustStore
 from loader.errors import LoaderError
@@ -28,8 +26,9 @@ from registry_client.package import PackageError
 from registry_client.registry_install import choose, install_from_index
 from registry_client.replacing import Replacing
 from registry_client.resolve import ResolutionError, parse_request
+from registry_client.search import newest_matching
 from registry_client.sources import Chosen, open_clients
-from registry_client.tuf_client import RegistryClient, RegistryError, Release
+from registry_client.tuf_client import RegistryClient, RegistryError
 
 __all__ = ["REFUSALS", "Say", "install", "search", "uninstall_plugin", "upgrade"]
 
@@ -53,15 +52,7 @@ def search(home: Home, text: str, say: Say) -> list[dict[str, Any]]:
     every registry's signed metadata (cached metadata, with a note, when one cannot be
     reached), with the installed version of each; a yanked release is the newest only when
     every release of its plugin is yanked."""
-    newest: dict[str, tuple[str, Release]] = {}
-    for client in _clients(home, say, cached_ok=True):
-        for release in client.releases():
-            if text.lower() not in f"{release.name} {release.description}".lower():
-                continue
-            seen = newest.get(release.name)
-            rank = (not release.yanked, _version(release.version))
-            if seen is None or rank > (not seen[1].yanked, _version(seen[1].version)):
-                newest[release.name] = (client.name, release)
+    found = newest_matching(_clients(home, say, cached_ok=True), text)
     with reading(home):
         locked = read_lock(home.lock_file)
     return [
@@ -74,7 +65,7 @@ def search(home: Home, text: str, say: Say) -> list[dict[str, Any]]:
             "registry": registry,
             "installed": locked[r.name].version if r.name in locked else None,
         }
-        for registry, r in sorted(newest.values(), key=lambda x: x[1].name)
+        for registry, r in found
     ]
 
 
@@ -161,10 +152,3 @@ def _clients(home: Home, say: Say, *, cached_ok: bool = False) -> list[RegistryC
     """The configured registries, refreshed; the embedded default one on first use."""
     ensure_default_registry(home, say)
     return open_clients(home, say, cached_ok=cached_ok)
-
-
-def _version(text: str) -> Version:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return Version("0")
