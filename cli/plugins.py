@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cli.common import Context, emit, pass_ctx, progress, refusals, registry_clients
-from cli.render import may, table
+from cli.render import table
 from host.control import ControlError, request
 from loader.host_modules import plan_for_host
 from loader.journal import reading
@@ -35,6 +35,7 @@ from registry_client.registry_install import (
     install_from_index,
 )
 from registry_client.replacing import Replacing
+from registry_client.reports import install_report
 from registry_client.resolve import parse_request
 from registry_client.restore import check_locked, locked_to_restore, releases_for
 from registry_client.tuf_client import RegistryClient
@@ -186,23 +187,8 @@ def _note_refused(ctx: Context, names: list[str]) -> None:
 
 
 def _report_installs(ctx: Context, results: list[InstallResult]) -> None:
-    running = _running_versions(ctx)
-    for result in results:
-        how = f"signed by {result.signed_by}" if result.key_id else result.signed_by
-        verb = "already installed" if result.unchanged else "installed"
-        if result.replaced:
-            verb = f"{'downgraded' if result.downgrade else 'upgraded'} from {result.replaced}"
-        click.echo(f"{result.name} {result.version}: {verb}, {how}")
-        click.echo("\n".join(may(result.capabilities)))
-        for name in result.missing:
-            click.echo(f"  note: {result.name} needs plugin {name}, which is not installed")
-        now = running.get(result.name, "") if running is not None else None
-        if now is not None and now != result.version and not result.unchanged:
-            what = f"still runs {result.name} {now}" if now else f"does not run {result.name}"
-            click.echo(
-                f"  note: the booted host {what}; restart it (`pm-plugins stop`, then `boot`) "
-                f"to run {result.version}"
-            )
+    for line in install_report(results, _running_versions(ctx)):
+        click.echo(line)
 
 
 def _running_versions(ctx: Context) -> dict[str, str] | None:

@@ -25,6 +25,7 @@ from registry_client.installer import InstallError, InstallResult, uninstall
 from registry_client.package import PackageError
 from registry_client.registry_install import choose, install_from_index
 from registry_client.replacing import Replacing
+from registry_client.reports import install_report
 from registry_client.resolve import ResolutionError, parse_request
 from registry_client.search import newest_matching
 from registry_client.sources import Chosen, open_clients
@@ -124,28 +125,8 @@ def _install(
 
 def _report(results: list[InstallResult], say: Say, now: dict[str, str] | None) -> None:
     """The command line's report of an install, the note about a booted host included."""
-    for result in results:
-        how = f"signed by {result.signed_by}" if result.key_id else result.signed_by
-        verb = "already installed" if result.unchanged else "installed"
-        if result.replaced:
-            verb = f"{'downgraded' if result.downgrade else 'upgraded'} from {result.replaced}"
-        say(f"{result.name} {result.version}: {verb}, {how}")
-        for line in result.capabilities.describe():
-            say(f"  may: {line.removeprefix('may ')}")
-        for name in result.missing:
-            say(f"  note: {result.name} needs plugin {name}, which is not installed")
-        running = now.get(result.name, "") if now is not None else None
-        if running is not None and running != result.version and not result.unchanged:
-            say(_restart_note(result, running))
-
-
-def _restart_note(result: InstallResult, running: str) -> str:
-    """What `install` says when the booted host does not run what it installed."""
-    what = f"still runs {result.name} {running}" if running else f"does not run {result.name}"
-    return (
-        f"  note: restart needed: the booted host {what}; restart it (`pm-plugins stop`, "
-        f"then `boot`) to run {result.version}"
-    )
+    for line in install_report(results, now):
+        say(line)
 
 
 def _clients(home: Home, say: Say, *, cached_ok: bool = False) -> list[RegistryClient]:

@@ -372,8 +372,8 @@ def test_an_install_while_a_host_runs_says_a_restart_is_needed(
     out = cli("install", str(tmp_path / "dist" / "hosts-1.0.1")).stdout.splitlines()
     assert out[0].startswith("hosts 1.0.1: upgraded from 1.0.0")
     assert out[-1] == (
-        "  note: the booted host still runs hosts 1.0.0; restart it (`pm-plugins stop`, then "
-        "`boot`) to run 1.0.1"
+        "  note: restart needed: the booted host still runs hosts 1.0.0; restart it "
+        "(`pm-plugins stop`, then `boot`) to run 1.0.1"
     )
     cli("stop")
     assert running_host.wait(timeout=20) == 0
