@@ -13,7 +13,7 @@ import click
 
 from cli.common import Context, emit, pass_ctx, progress, refusals, registry_clients
 from cli.render import table
-from host.control import ControlError, request
+from host.control import running_versions
 from loader.host_modules import plan_for_host
 from loader.journal import reading
 from loader.lockfile import GRANTS, read_lock
@@ -195,15 +195,7 @@ def _running_versions(ctx: Context) -> dict[str, str] | None:
     """The plugin versions a booted host of this state root runs (None: no host answers)."""
     if not ctx.home.control_socket.exists():
         return None
-    try:
-        modules = request(ctx.home.control_socket, "status", timeout=5)["modules"]
-    except (ControlError, KeyError, TypeError):
-        return None
-    return {
-        m["name"]: m.get("version") or ""
-        for m in modules
-        if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
-    }
+    return running_versions(ctx.home.control_socket)
 
 
 @click.command()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from host.control import ControlError, request
+from host.control import ControlError, request, running_versions
 
 __all__ = ["POLL_INTERVAL", "Live"]
 
@@ -84,15 +84,7 @@ class Live:
 
     def running_versions(self) -> dict[str, str] | None:
         """The plugin versions the booted host runs (None: no host answers)."""
-        try:
-            modules = request(self._control, "status", timeout=5)["modules"]
-            return {
-                m["name"]: m.get("version") or ""
-                for m in modules
-                if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
-            }
-        except (ControlError, KeyError, TypeError, AttributeError):
-            return None
+        return running_versions(self._control)
 
     def _run(self) -> None:
         while not self._closed:

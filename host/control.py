@@ -183,6 +183,20 @@ def request(path: Path, op: str, timeout: float = 30.0, **args: Any) -> Any:
     return reply.get("result")
 
 
+def running_versions(path: Path, timeout: float = 5.0) -> dict[str, str] | None:
+    """The plugin versions the host listening on `path` runs or is starting (None: no host
+    answers): what `install` and the dashboard compare a new release with."""
+    try:
+        modules = request(path, "status", timeout=timeout)["modules"]
+        return {
+            m["name"]: m.get("version") or ""
+            for m in modules
+            if m.get("kind") == "plugin" and m.get("state") in ("running", "starting")
+        }
+    except (ControlError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _read_line(sock: socket.socket, limit: int) -> bytes:
     data = bytearray()  # appended in place: a long answer is read in linear time
     while not data.endswith(b"\n"):
