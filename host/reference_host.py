@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.config_admin import ConfigAdmin
+from host.data_owners import claim_for as claim_data_for
 from host.dns_answers import record_json, system_resolve
 from host.errors import HookAbortedError
 from host.registration import PackageInstaller, Registrations, RuntimeModules
@@ -166,6 +167,9 @@ class ReferenceHost:
             log.error("refused: %s", err)
             return
         row.artifact = None  # the sealed copy is what runs; drop ours
+        if not claim_data_for(self.home, row):
+            sealed.close()
+            return
         self._sealed[row.name] = sealed
         if row.privilege_refusal:
             log.warning("%s", row.privilege_refusal)

@@ -29,11 +29,14 @@ from loader.errors import LoaderError
 from loader.home import Home
 from loader.host_modules import CORE_VERSIONS
 from loader.sealed import SealedExecutable
+from registry_client.installer import uninstall
 from registry_client.package import build_package
 from tests.boot_helpers import (
     Publisher,
     install_signed,
+    new_publisher,
     set_config,
+    trust,
     write_source,
 )
 from tests.conftest import EXAMPLES, FAKE_PLUGIN, wait_for
@@ -604,3 +607,27 @@ def test_a_sealed_plugins_traceback_names_its_release_file(
         assert wait_for(lambda: "fake decider failure" in caplog.text, 5)
         assert wait_for(lambda: f'File "{release / "plugin"}"' in caplog.text, 5)
     assert "/proc/self/fd/" not in caplog.text
+
+
+def test_a_same_named_plugin_of_another_publisher_gets_a_fresh_data_folder(
+    home: Home, publisher: Publisher, tmp_path: Path, booted: list[ReferenceHost]
+) -> None:
+    install_signed(home, publisher, write_source(tmp_path / "a", "allowlist"), tmp_path / "a")
+    boot(home, booted).shutdown()
+    secret = home.data_dir / "allowlist" / "token"
+    secret.write_text("the first publisher's")
+    uninstall(home, "allowlist")  # keeps the data folder "for a reinstall"
+
+    install_signed(home, publisher, write_source(tmp_path / "b", "allowlist"), tmp_path / "b")
+    boot(home, booted).shutdown()
+    assert secret.read_text() == "the first publisher's"  # the same signer keeps it
+    uninstall(home, "allowlist")
+
+    squatter = new_publisher()
+    trust(home, squatter, level="community")
+    install_signed(home, squatter, write_source(tmp_path / "c", "allowlist"), tmp_path / "c")
+    host = boot(home, booted)
+    assert module_row(host, "allowlist")["state"] == "running"
+    assert not secret.exists()  # the squatter's folder is a new one
+    (kept,) = (home.root / "data-orphaned").iterdir()
+    assert (kept / "token").read_text() == "the first publisher's"  # moved aside, not lost
