@@ -11,16 +11,12 @@ from typing import Any, TypeVar
 
 import click
 
-from keys.errors import KeysError
 from keys.store import TrustStore
-from loader.errors import LoaderError
 from loader.home import Home, dev_mode_from, read_host_settings
 from registry_client.default_index import ensure_default_registry
-from registry_client.installer import InstallError
-from registry_client.package import PackageError
-from registry_client.resolve import ResolutionError
+from registry_client.errors import REFUSALS
 from registry_client.sources import open_clients
-from registry_client.tuf_client import RegistryClient, RegistryError
+from registry_client.tuf_client import RegistryClient
 
 
 @dataclass
@@ -48,14 +44,7 @@ def refusals() -> Iterator[None]:
     """Our errors become one sentence and exit 1; nothing else is swallowed."""
     try:
         yield
-    except (
-        KeysError,
-        LoaderError,
-        InstallError,
-        PackageError,
-        RegistryError,
-        ResolutionError,
-    ) as err:
+    except REFUSALS as err:
         raise click.ClickException(str(err)) from err
     except OSError as err:  # the disk, not us: say which file and what the system said
         where = f"{err.filename}: " if err.filename else ""

@@ -14,22 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from keys.errors import KeysError
 from keys.store import TrustStore
-from loader.errors import LoaderError
 from loader.home import Home, read_host_settings
 from loader.journal import reading
 from loader.lockfile import read_lock
 from registry_client.default_index import ensure_default_registry
+from registry_client.errors import REFUSALS as LIBRARY_REFUSALS
 from registry_client.installer import InstallError, InstallResult, uninstall
-from registry_client.package import PackageError
 from registry_client.registry_install import choose, install_from_index
 from registry_client.replacing import Replacing
 from registry_client.reports import install_report
-from registry_client.resolve import ResolutionError, parse_request
+from registry_client.resolve import parse_request
 from registry_client.search import newest_matching
 from registry_client.sources import Chosen, open_clients
-from registry_client.tuf_client import RegistryClient, RegistryError
+from registry_client.tuf_client import RegistryClient
 
 __all__ = ["REFUSALS", "Say", "install", "search", "uninstall_plugin", "upgrade"]
 
@@ -37,15 +35,7 @@ Say = Callable[[str], None]
 #: Running plugin versions of the booted host (None: no host answers).
 Running = Callable[[], "dict[str, str] | None"]
 #: What the library refuses with: each is one sentence for the page.
-REFUSALS: tuple[type[Exception], ...] = (
-    KeysError,
-    LoaderError,
-    InstallError,
-    PackageError,
-    RegistryError,
-    ResolutionError,
-    OSError,
-)
+REFUSALS: tuple[type[Exception], ...] = (*LIBRARY_REFUSALS, OSError)
 
 
 def search(home: Home, text: str, say: Say) -> list[dict[str, Any]]:

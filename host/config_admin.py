@@ -24,7 +24,7 @@ from loader.config_values import (
     read_values,
     save_value,
 )
-from pm_plugin.host import to_value
+from pm_plugin.host import plain, to_value
 from pm_plugin.wire.portmaster import config_pb2
 
 log = logging.getLogger("pm_plugins.config")
@@ -52,13 +52,7 @@ def to_plain(value: config_pb2.Value, type_: str) -> Any:
         return value.int
     if type_ == "bool":
         return value.bool
-    if value.string_array:
-        return list(value.string_array)
-    if value.string:
-        return value.string
-    if value.int:
-        return value.int
-    return value.bool
+    return plain(value)  # "any": its most specific value
 
 
 class ConfigAdmin:

@@ -176,7 +176,7 @@ class DeciderChain:
         cache = self.cache
         key = cache_key(connection) if len(cache) else None
         stamp = cache.stamp()
-        failed: list[tuple[str, str]] = []
+        failed: tuple[tuple[str, str], ...] = ()  # the empty tuple: nothing made per decision
         for member in self.members:
             answer = cache.get(key, member.name) if key is not None else None
             cached = answer is not None
@@ -190,7 +190,7 @@ class DeciderChain:
                         self.timeout,
                     )
                 except PluginCallError as err:
-                    failed.append((member.name, str(err)))
+                    failed += ((member.name, str(err)),)
                     continue  # counts as UNDECIDED, never cached
                 if answer.cache_ttl > 0:
                     key = key if key is not None else cache_key(connection)
@@ -198,9 +198,9 @@ class DeciderChain:
             if answer.verdict in NOT_DECIDED:
                 continue
             return ChainVerdict(
-                answer.verdict, answer.reason, member.name, cached=cached, failed=tuple(failed)
+                answer.verdict, answer.reason, member.name, cached=cached, failed=failed
             )
-        return ChainVerdict(UNDECIDED, "", None, failed=tuple(failed)) if failed else NOBODY
+        return ChainVerdict(UNDECIDED, "", None, failed=failed) if failed else NOBODY
 
 
 class _ReporterWorker:

@@ -24,15 +24,7 @@ from loader.lockfile import dumps_lock, read_lock
 from loader.plugins_json import dumps_plugins_json, read_plugins_json
 from registry_client.reading import InstallError
 
-__all__ = ["purge", "read_static", "set_static"]
-
-
-def read_static(home: Home, name: str) -> dict[str, Any]:
-    """The static config of plugin `name`'s plugins.json entry ({} when it has none)."""
-    for entry in read_plugins_json(home.plugins_json):
-        if entry.name == name:
-            return _as_object(name, entry.config)
-    raise InstallError(f"plugin {name} is not in plugins.json")
+__all__ = ["purge", "set_static"]
 
 
 def set_static(

@@ -8,9 +8,12 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -150,3 +153,23 @@ class Booted:
 def temporary_root(prefix: str) -> Path:
     """A short path for a state root (unix socket paths are at most 107 bytes)."""
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def serve_page(page: bytes) -> ThreadingHTTPServer:
+    """A page of another origin: `page` as text/html on 127.0.0.1 at a free port, served
+    until `shutdown()`."""
+
+    class OnePage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OnePage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

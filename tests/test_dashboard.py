@@ -46,6 +46,7 @@ from tests.dashboard_helpers import (
     browser_missing,
     fake_source,
     new_browser,
+    serve_page,
     state_root,
 )
 from tests.fakes.dashboard_plugin import IMG, LINK, SCRIPT
@@ -695,21 +696,7 @@ def attacker_page(bench: Bench) -> tuple[ThreadingHTTPServer, bytes]:
         .replace("BODY", json.dumps(DISABLE))
         .encode()
     )
-
-    class Attacker(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, page
+    return serve_page(page), page
 
 
 @pytest.mark.parametrize("site", ["127.0.0.1", "localhost"])  # same site, another site

@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,7 +61,13 @@ from tests.boot_helpers import (
     write_source,
 )
 from tests.conftest import _children, _socket_dirs, wait_for
-from tests.dashboard_helpers import Booted, browser_missing, new_browser, state_root
+from tests.dashboard_helpers import (
+    Booted,
+    browser_missing,
+    new_browser,
+    serve_page,
+    state_root,
+)
 from tests.test_plugin_registration import (
     act,
     install_registrar,
@@ -701,20 +706,7 @@ def test_the_page_cannot_be_framed_clickjacking(bench: Bench) -> None:
     """A page of another origin frames the dashboard (even with the token): the browser
     shows nothing of it, so no click of the owner's can land on it."""
     page = FRAMING.replace("URL", bench.server.url).encode()
-
-    class Framer(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    framer = ThreadingHTTPServer(("127.0.0.1", 0), Framer)
-    threading.Thread(target=framer.serve_forever, daemon=True).start()
+    framer = serve_page(page)
     browser = bench.browser
     try:
         browser.get(f"http://localhost:{framer.server_address[1]}/")
